@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class TenantIndexesConfig(AppConfig):
+    name = "tenant_indexes"
+    verbose_name = "Tenant indexes"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Connect the setting_changed receiver.
+        from . import conf  # noqa: F401

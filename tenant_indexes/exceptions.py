@@ -1,0 +1,9 @@
+"""The exceptions tenant_indexes raises."""
+
+
+class TenantIndexesError(Exception):
+    """Base class of every error raised by tenant_indexes."""
+
+
+class TenantNotSetError(TenantIndexesError):
+    """A tenant-scoped query was made without naming a tenant."""
