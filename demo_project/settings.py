@@ -10,7 +10,7 @@ from demo_project.embedded import database_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = "demo-only-not-secret"  # noqa: S105 - the demo never serves real traffic
+SECRET_KEY = "demo-only-not-secret"  # the demo never serves real traffic
 DEBUG = True
 ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
 

@@ -63,4 +63,3 @@ class TenantIndex(models.Index):
 
     def __repr__(self) -> str:
         return f"<TenantIndex: fields={self.fields!r} name={self.name!r}>"
-

@@ -164,6 +164,9 @@ class Message(models.Model):
             models.Index(fields=["ticket", "tenant"], name="idx_messages_ticket_tenant"),
         ]
 
+    def __str__(self) -> str:
+        return f"Message {self.pk} on ticket {self.ticket_id}"
+
 
 class File(models.Model):
     """Metadata of an uploaded file; the bytes live in object storage under ``storage_key``."""
@@ -240,6 +243,9 @@ class AuditLog(models.Model):
         db_table = "audit_logs"
         indexes = [TenantIndex(name="idx_audit_logs_tenant_id")]
 
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.target_type}:{self.target_id}"
+
 
 class UsageMetric(models.Model):
     """One metric of one tenant over one period (billing, quotas)."""
@@ -262,3 +268,6 @@ class UsageMetric(models.Model):
     class Meta:
         db_table = "tenant_usage_metrics"
         indexes = [TenantIndex(name="idx_usage_metrics_tenant_id")]
+
+    def __str__(self) -> str:
+        return f"{self.metric}={self.value} ({self.period_start}..{self.period_end})"

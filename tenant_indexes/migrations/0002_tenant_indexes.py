@@ -50,11 +50,15 @@ class Migration(migrations.Migration):
         ),
         AddIndexConcurrently(
             model_name="ticket",
-            index=tenant_indexes.indexes.TenantIndex(fields=["status"], name="idx_tickets_tenant_status"),
+            index=tenant_indexes.indexes.TenantIndex(
+                fields=["status"], name="idx_tickets_tenant_status"
+            ),
         ),
         AddIndexConcurrently(
             model_name="customer",
-            index=tenant_indexes.indexes.TenantIndex(fields=["status"], name="idx_customers_tenant_status"),
+            index=tenant_indexes.indexes.TenantIndex(
+                fields=["status"], name="idx_customers_tenant_status"
+            ),
         ),
         AddIndexConcurrently(
             model_name="message",
