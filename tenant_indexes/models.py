@@ -27,11 +27,14 @@ class Tenant(models.Model):
     # extra varchar_pattern_ops "_like" index.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=63, unique=True)
+    slug = models.SlugField(max_length=63, db_index=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         db_table = "tenants"
+        # A constraint rather than unique=True: equality lookups need no extra
+        # varchar_pattern_ops "_like" index.
+        constraints = [models.UniqueConstraint(fields=["slug"], name="tenants_slug_key")]
 
     def __str__(self) -> str:
         return self.name
@@ -175,7 +178,7 @@ class File(models.Model):
     name = models.CharField(max_length=255)
     size = models.BigIntegerField(help_text="Size in bytes.")
     content_type = models.CharField(max_length=127)
-    storage_key = models.CharField(max_length=512, unique=True)
+    storage_key = models.CharField(max_length=512)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = TenantManager()
@@ -183,6 +186,9 @@ class File(models.Model):
     class Meta:
         db_table = "files"
         indexes = [TenantIndex(name="idx_files_tenant_id")]
+        constraints = [
+            models.UniqueConstraint(fields=["storage_key"], name="files_storage_key_key")
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -24,11 +24,12 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("name", models.CharField(max_length=200)),
-                ("slug", models.SlugField(max_length=63, unique=True)),
+                ("slug", models.SlugField(db_index=False, max_length=63)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
                 "db_table": "tenants",
+                "constraints": [models.UniqueConstraint(fields=("slug",), name="tenants_slug_key")],
             },
         ),
         migrations.CreateModel(
@@ -331,7 +332,7 @@ class Migration(migrations.Migration):
                 ("name", models.CharField(max_length=255)),
                 ("size", models.BigIntegerField(help_text="Size in bytes.")),
                 ("content_type", models.CharField(max_length=127)),
-                ("storage_key", models.CharField(max_length=512, unique=True)),
+                ("storage_key", models.CharField(max_length=512)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 (
                     "tenant",
@@ -344,6 +345,9 @@ class Migration(migrations.Migration):
             ],
             options={
                 "db_table": "files",
+                "constraints": [
+                    models.UniqueConstraint(fields=("storage_key",), name="files_storage_key_key")
+                ],
             },
         ),
     ]

@@ -1,0 +1,36 @@
+"""Settings for the test suite.
+
+``DATABASE_URL`` selects the server. Without it, the session fixture in ``conftest.py``
+starts the embedded PostgreSQL 16 and points the ``"embedded"`` placeholder below at it;
+pytest-django then creates a fresh ``test_tenant_indexes`` database for the run.
+"""
+
+import os
+
+import dj_database_url
+
+SECRET_KEY = "tests-only"
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "tenant_indexes",
+    "tests.testapp",
+]
+
+EMBEDDED_HOST = "embedded-pgserver"  # replaced by the session fixture
+
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"])}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "tenant_indexes",
+            "USER": "postgres",
+            "HOST": EMBEDDED_HOST,
+        }
+    }

@@ -1,0 +1,122 @@
+"""The seed's tables and indexes after ``migrate``, on the real server of the run."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from tests.pg import index_columns_by_table, invalid_indexes, server_version_num
+
+SEED_INDEXES = {
+    "idx_customers_tenant_id": ("customers", ("tenant_id",)),
+    "idx_tickets_tenant_id": ("tickets", ("tenant_id",)),
+    "idx_messages_tenant_id": ("messages", ("tenant_id",)),
+    "idx_users_tenant_id": ("users", ("tenant_id",)),
+    "idx_files_tenant_id": ("files", ("tenant_id",)),
+    "idx_integration_credentials_tenant_id": ("integration_credentials", ("tenant_id",)),
+    "idx_audit_logs_tenant_id": ("audit_logs", ("tenant_id",)),
+    "idx_usage_metrics_tenant_id": ("tenant_usage_metrics", ("tenant_id",)),
+    "idx_tickets_tenant_status": ("tickets", ("tenant_id", "status")),
+    "idx_customers_tenant_status": ("customers", ("tenant_id", "status")),
+    "idx_messages_ticket_tenant": ("messages", ("ticket_id", "tenant_id")),
+}
+
+# Every index of every seed table, as key-column tuples: the primary keys, the unique
+# constraints, the seed's indexes and the one implicit FK index nothing else covers
+# (tickets.customer_id). No (tenant_id) or (ticket_id) duplicate from an implicit FK index.
+EXPECTED_COLUMNS: dict[str, Any] = {
+    "tenants": [("id",), ("slug",)],
+    "customers": {("id",), ("tenant_id",), ("tenant_id", "status")},
+    "tickets": {("id",), ("customer_id",), ("tenant_id",), ("tenant_id", "status")},
+    "messages": {("id",), ("author_id",), ("tenant_id",), ("ticket_id", "tenant_id")},
+    "users": {("id",), ("tenant_id",)},
+    "files": {("id",), ("storage_key",), ("tenant_id",)},
+    "integration_credentials": {("id",), ("tenant_id",)},
+    "audit_logs": {("id",), ("tenant_id",)},
+    "tenant_usage_metrics": {("id",), ("tenant_id",)},
+}
+
+
+def _multiset(columns: dict[str, tuple[str, ...]]) -> list[tuple[str, ...]]:
+    return sorted(columns.values())
+
+
+@pytest.mark.django_db
+def test_migrate__creates_the_eleven_seed_indexes_with_exact_names_and_columns() -> None:
+    live = index_columns_by_table(sorted({t for t, _ in SEED_INDEXES.values()}))
+    for name, (table, columns) in SEED_INDEXES.items():
+        assert live[table].get(name) == columns, (name, live[table])
+
+
+@pytest.mark.django_db
+def test_migrate__every_index_is_valid() -> None:
+    assert invalid_indexes() == []
+
+
+@pytest.mark.django_db
+def test_migrate__no_implicit_fk_index_duplicates_a_declared_one() -> None:
+    live = index_columns_by_table(sorted(EXPECTED_COLUMNS))
+    for table, expected in EXPECTED_COLUMNS.items():
+        columns = _multiset(live[table])
+        # A multiset: an implicit (tenant_id) FK index beside idx_*_tenant_id would repeat.
+        assert columns == sorted(expected), (table, live[table])
+
+
+@pytest.mark.django_db
+def test_migrate__runs_on_a_supported_postgresql() -> None:
+    assert connection.vendor == "postgresql"
+    assert server_version_num() >= 130000
+
+
+@pytest.mark.django_db
+def test_makemigrations__check_reports_no_changes() -> None:
+    out = StringIO()
+    call_command("makemigrations", "tenant_indexes", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_sqlmigrate__0002_builds_every_index_concurrently() -> None:
+    out = StringIO()
+    call_command("sqlmigrate", "tenant_indexes", "0002", stdout=out)
+    statements = [line for line in out.getvalue().splitlines() if line.startswith("CREATE")]
+    assert len(statements) == 11
+    assert all(s.startswith("CREATE INDEX CONCURRENTLY ") for s in statements), statements
+    for name in SEED_INDEXES:
+        assert any(f'"{name}"' in s for s in statements), name
+
+
+@pytest.mark.django_db
+def test_sqlmigrate__0001_creates_no_tenant_index() -> None:
+    out = StringIO()
+    call_command("sqlmigrate", "tenant_indexes", "0001", stdout=out)
+    sql = out.getvalue()
+    for name in SEED_INDEXES:
+        assert name not in sql
+    creates = [line for line in sql.splitlines() if line.startswith("CREATE INDEX")]
+    assert creates, "the implicit tickets.customer_id index is expected"
+    assert not [line for line in creates if "tenant_id" in line]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate__to_zero_and_back_again() -> None:
+    """The concurrent operation reverses (DROP INDEX CONCURRENTLY) and re-applies."""
+    tables = sorted(EXPECTED_COLUMNS)
+    try:
+        call_command("migrate", "tenant_indexes", "0001", verbosity=0)
+        after_0001 = index_columns_by_table(tables)
+        assert not any(name in after_0001[t] for name, (t, _) in SEED_INDEXES.items())
+        call_command("migrate", "tenant_indexes", "zero", verbosity=0)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('public.tickets')")
+            assert cursor.fetchone()[0] is None
+    finally:
+        call_command("migrate", "tenant_indexes", verbosity=0)
+    again = index_columns_by_table(tables)
+    for name, (table, columns) in SEED_INDEXES.items():
+        assert again[table].get(name) == columns
+    assert invalid_indexes() == []
