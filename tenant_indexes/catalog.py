@@ -8,6 +8,7 @@ database alias costs a constant number of queries, never one per table or index.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -329,6 +330,9 @@ def _live_index(row: tuple[Any, ...]) -> LiveIndex:
     )
 
 
+_CONNECT_OPTIONS_LOCK = threading.Lock()
+
+
 def _connect_with_timeout(connection: Any, seconds: int) -> None:
     """Open the connection with a connect timeout unless the alias sets its own.
 
@@ -342,11 +346,14 @@ def _connect_with_timeout(connection: Any, seconds: int) -> None:
     if "connect_timeout" in options or seconds <= 0:
         connection.ensure_connection()
         return
-    settings_dict["OPTIONS"] = {**options, "connect_timeout": seconds}
-    try:
-        connection.ensure_connection()
-    finally:
-        settings_dict["OPTIONS"] = options
+    # Threads share the alias's settings dict: serialise the change-and-restore window so
+    # one thread's restore never undoes (or keeps) another's timeout.
+    with _CONNECT_OPTIONS_LOCK:
+        settings_dict["OPTIONS"] = {**options, "connect_timeout": seconds}
+        try:
+            connection.ensure_connection()
+        finally:
+            settings_dict["OPTIONS"] = options
 
 
 # --- end Snapshot ---------------------------------------------------------------------------
