@@ -250,6 +250,7 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
         CatalogUnavailable: the server is unreachable, refused the credentials, or a
             statement failed or timed out.
     """
+    from django.core.exceptions import ImproperlyConfigured
     from django.db import DatabaseError, connections, transaction
 
     from .conf import get_config
@@ -287,7 +288,7 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
             # Roll back rather than commit: nothing this pass set (read-only mode, local
             # timeouts) outlives it, also when it ran in a savepoint of the caller's.
             transaction.set_rollback(True, using=using)
-    except DatabaseError as e:
+    except (DatabaseError, ImproperlyConfigured) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CatalogUnavailable(f"database {using!r}: {first_line}") from e
     return CatalogSnapshot(
