@@ -108,6 +108,8 @@ class CatalogSnapshot:
         tables: the requested tables that exist.
         indexes: every index of those tables.
         building: names (``schema.index``) of indexes whose build is in progress.
+        current_schema: where an unqualified missing table would be created
+            (``current_schema()``), used to name the schema of a table that is not there.
     """
 
     alias: str
@@ -117,6 +119,7 @@ class CatalogSnapshot:
     tables: tuple[LiveTable, ...]
     indexes: tuple[LiveIndex, ...]
     building: frozenset[str] = frozenset()
+    current_schema: str | None = None
 
     # Lookups are dictionaries built once per snapshot: at thousands of tables a linear scan
     # per declared index would make the comparison quadratic.
@@ -164,7 +167,8 @@ _SNAPSHOT_SETTINGS_SQL = """
     SELECT set_config('statement_timeout', %s, true),
            set_config('lock_timeout', %s, true),
            current_setting('server_version'),
-           current_setting('server_version_num')::int
+           current_setting('server_version_num')::int,
+           current_schema()
 """
 
 _SNAPSHOT_TABLES_SQL = f"""
@@ -280,7 +284,7 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
                     f"{int(config['CHECK_LOCK_TIMEOUT_MS'])}ms",
                 ],
             )
-            _, _, server_version, server_version_num = cursor.fetchone()
+            _, _, server_version, server_version_num, current_schema = cursor.fetchone()
             cursor.execute(_SNAPSHOT_TABLES_SQL, [schemas, names])
             live_tables = tuple(LiveTable(*row) for row in cursor.fetchall())
             cursor.execute(_SNAPSHOT_INDEXES_SQL, [schemas, names])
@@ -299,6 +303,7 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
         tables=live_tables,
         indexes=live_indexes,
         building=frozenset(f"{ix.schema}.{ix.name}" for ix in live_indexes if ix.building),
+        current_schema=current_schema,
     )
 
 

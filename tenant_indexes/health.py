@@ -264,7 +264,9 @@ def index_reports(
             reports.append(
                 IndexReport(
                     database=snapshot.alias,
-                    schema=live_table.schema if live_table else table.schema,
+                    schema=live_table.schema
+                    if live_table
+                    else (table.schema or snapshot.current_schema),
                     table=table.table,
                     name=index.name,
                     columns=index.columns,
@@ -293,14 +295,15 @@ def find_problems(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> l
     findings: list[Finding] = []
     for table in tables:
         live_table = snapshot.table(table.schema, table.table)
-        label = f"{table.schema}.{table.table}" if table.schema else table.table
+        schema = table.schema or snapshot.current_schema
+        label = f"{schema}.{table.table}" if schema else table.table
         if live_table is None:
             findings.append(
                 Finding(
                     id=E_MISSING_TABLE,
                     level=Level.ERROR,
                     database=alias,
-                    schema=table.schema,
+                    schema=schema,
                     table=table.table,
                     index=None,
                     message=f"table {label} of {table.model} does not exist",

@@ -145,6 +145,8 @@ def test_check__missing_table_is_e005_with_migrate_hint() -> None:
     assert _ids(report, "files") == ["tenant_indexes.E005"]
     assert "migrate tenant_indexes" in report.findings[0].hint
     assert _states(report)["idx_files_tenant_id"] is IndexState.MISSING
+    missing = next(ix for ix in report.indexes if ix.name == "idx_files_tenant_id")
+    assert missing.schema == report.findings[0].schema == "public"
 
 
 @pytest.mark.django_db(transaction=True)
