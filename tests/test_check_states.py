@@ -244,3 +244,36 @@ def test_check__works_as_a_role_that_is_not_a_superuser() -> None:
         assert report.status == "ok", report.findings
         assert len(report.indexes) == 14
         assert all(ix.live is not None and ix.live.definition for ix in report.indexes)
+
+
+@pytest.mark.django_db
+def test_check__check_schemas_looks_for_the_tables_in_every_schema() -> None:
+    from django.test import override_settings
+
+    from tenant_indexes.models import File
+
+    with connection.schema_editor() as editor:
+        editor.execute("CREATE SCHEMA ti_shard")
+        editor.execute("SET LOCAL search_path TO ti_shard")
+        editor.create_model(Tenant)
+        editor.create_model(File)
+    # After the block: the editor's deferred SQL (foreign keys) also runs in ti_shard.
+    _run("SET LOCAL search_path TO DEFAULT")
+    with override_settings(TENANT_INDEXES={"CHECK_SCHEMAS": ["public", "ti_shard"]}):
+        report = check_databases(["default"], app_labels=["tenant_indexes"])
+    shard_files = [ix for ix in report.indexes if ix.schema == "ti_shard" and ix.table == "files"]
+    assert [(ix.name, ix.status) for ix in shard_files] == [("idx_files_tenant_id", IndexState.OK)]
+    missing = {(f.schema, f.table) for f in report.findings if f.id == "tenant_indexes.E005"}
+    assert missing == {
+        ("ti_shard", t)
+        for t in (
+            "customers",
+            "users",
+            "tickets",
+            "messages",
+            "integration_credentials",
+            "audit_logs",
+            "tenant_usage_metrics",
+        )
+    }
+    assert {f.id for f in report.findings} == {"tenant_indexes.E005"}
