@@ -351,8 +351,8 @@ def _index_finding(
         return Finding(
             id=E_INVALID,
             message=f"index {index.name} on {live_table.schema}.{live_table.name} is INVALID "
-            "(a failed or cancelled concurrent build); the planner ignores it but every "
-            "write still maintains it",
+            "(a failed or cancelled concurrent build); the planner ignores it"
+            + (", yet every write still maintains it" if live.ready else ""),
             hint=f"Rebuild it: python manage.py repair_tenant_indexes --database {alias}, or "
             f"DROP INDEX CONCURRENTLY {qualified}; then recreate it "
             "(fix duplicate rows first if it is unique)",
