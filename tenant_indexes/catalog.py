@@ -182,8 +182,8 @@ _SNAPSHOT_TABLES_SQL = f"""
       LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 """
 
-# indkey/indoption are int2vectors: unnest WITH ORDINALITY keeps their order whatever their
-# lower bound. attnum 0 marks an expression, so the LEFT JOIN yields NULL there. The
+# indkey is an int2vector: unnest WITH ORDINALITY keeps its order whatever its lower bound.
+# attnum 0 marks an expression, so the LEFT JOIN yields NULL there. indoption bit 0 is DESC. The
 # progress view only shows other roles' builds to members of pg_read_all_stats.
 _SNAPSHOT_INDEXES_SQL = f"""
     WITH tables AS (SELECT DISTINCT oid FROM ({_REQUESTED_TABLES_SQL}) AS requested),
@@ -192,20 +192,15 @@ _SNAPSHOT_INDEXES_SQL = f"""
          WHERE index_relid IS NOT NULL AND index_relid <> 0
     )
     SELECT n.nspname, t.relname, i.relname,
+           -- Every column in index order (NULL for an expression), split into key and
+           -- INCLUDE columns by indnkeyatts in Python: one sub-select per index, not three.
            array(SELECT a.attname::text
                    FROM unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
                    LEFT JOIN pg_attribute a
                           ON a.attrelid = ix.indrelid AND a.attnum = k.attnum AND k.attnum <> 0
-                  WHERE k.n <= ix.indnkeyatts
                   ORDER BY k.n),
-           array(SELECT (o.opt & 1) = 1
-                   FROM unnest(ix.indoption::int2[]) WITH ORDINALITY AS o(opt, n)
-                  ORDER BY o.n),
-           array(SELECT a.attname::text
-                   FROM unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
-                   JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.attnum
-                  WHERE k.n > ix.indnkeyatts
-                  ORDER BY k.n),
+           ix.indnkeyatts,
+           ix.indoption::int2[],
            pg_get_expr(ix.indexprs, ix.indrelid),
            pg_get_expr(ix.indpred, ix.indrelid),
            ix.indisunique, ix.indisprimary, con.conname, am.amname,
@@ -307,17 +302,21 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
     )
 
 
+_INDOPTION_DESC = 1  # pg_index.indoption bit: the key column sorts descending
+
+
 def _live_index(row: tuple[Any, ...]) -> LiveIndex:
-    (schema, table, name, columns, descending, include, expressions, predicate, unique,
+    (schema, table, name, all_columns, key_count, options, expressions, predicate, unique,
      primary, constraint, method, valid, ready, live, definition, size_bytes, idx_scan,
      idx_tup_read, idx_tup_fetch, building) = row  # fmt: skip
+    columns = tuple(all_columns[:key_count])
     return LiveIndex(
         schema=schema,
         table=table,
         name=name,
-        columns=tuple(columns),
-        descending=tuple(descending[: len(columns)]),
-        include=tuple(include),
+        columns=columns,
+        descending=tuple(bool(option & _INDOPTION_DESC) for option in options[:key_count]),
+        include=tuple(all_columns[key_count:]),
         expressions=expressions,
         predicate=predicate,
         unique=unique,
