@@ -509,14 +509,15 @@ def check_databases(
             )
         )
     return HealthReport(
-        status=_status(database_reports, findings),
+        status=overall_status(database_reports, findings),
         databases=tuple(database_reports),
         indexes=tuple(indexes),
         findings=tuple(findings),
     )
 
 
-def _status(databases: Sequence[DatabaseReport], findings: Sequence[Finding]) -> str:
+def overall_status(databases: Sequence[DatabaseReport], findings: Sequence[Finding]) -> str:
+    """``unknown`` if a database was not checked, else the worst finding level, else ``ok``."""
     if any(d.error for d in databases):
         return "unknown"
     if any(f.level is Level.ERROR for f in findings):
