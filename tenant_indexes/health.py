@@ -541,5 +541,6 @@ __all__ = [
     "find_problems",
     "index_reports",
     "index_state",
+    "overall_status",
     "register_finding_producer",
 ]

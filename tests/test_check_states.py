@@ -277,3 +277,24 @@ def test_check__check_schemas_looks_for_the_tables_in_every_schema() -> None:
         )
     }
     assert {f.id for f in report.findings} == {"tenant_indexes.E005"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_check__locked_catalog_times_out_as_could_not_check_never_hangs() -> None:
+    """An ACCESS EXCLUSIVE lock on a catalog the pass reads: lock_timeout, then exit 2."""
+    from django.test import override_settings
+
+    connection.ensure_connection()
+    locker = _raw_connection(autocommit=False)
+    try:
+        locker.execute("LOCK TABLE pg_catalog.pg_am IN ACCESS EXCLUSIVE MODE")
+        # Were the pass unbounded, this would wait for the lock holder, i.e. forever.
+        with override_settings(TENANT_INDEXES={"CHECK_LOCK_TIMEOUT_MS": 200}):
+            report = check_databases(["default"])
+    finally:
+        locker.rollback()
+        locker.close()
+    (database,) = report.databases
+    assert "lock timeout" in database.error
+    assert report.status == "unknown" and report.exit_code() == 2
+    assert check_databases(["default"]).status == "ok"  # the connection is usable again
