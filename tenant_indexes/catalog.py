@@ -34,7 +34,8 @@ class ServerStats:
         in_recovery: the server is a standby (``pg_is_in_recovery()``).
         stats_reset: when this database's statistics were last reset, ``None`` if never.
         postmaster_start: when the server started (``pg_postmaster_start_time()``).
-        now: the server's clock when the statistics were read.
+        now: the server's clock when the statistics were read (``clock_timestamp()``, not
+            the transaction start: a reset inside the same transaction comes later than that).
     """
 
     alias: str
@@ -130,7 +131,7 @@ SELECT current_setting('server_version'),
        pg_is_in_recovery(),
        d.stats_reset,
        pg_postmaster_start_time(),
-       now()
+       clock_timestamp()
   FROM pg_stat_database d
  WHERE d.datname = current_database()
 """
