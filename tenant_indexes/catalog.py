@@ -524,8 +524,10 @@ SELECT n.nspname, c.relname,
 """
 
 
-def qualified_name(schema: str, table: str) -> str:
-    """``"schema"."table"`` quoted for ``to_regclass``."""
+def qualified_name(schema: str | None, table: str) -> str:
+    """``"schema"."table"`` quoted for ``to_regclass``; without a schema, the search_path."""
+    if schema is None:
+        return _quote_identifier(table)
     return f"{_quote_identifier(schema)}.{_quote_identifier(table)}"
 
 
@@ -535,28 +537,41 @@ def _quote_identifier(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def usage_snapshot(using: str, tables: Sequence[tuple[str, str]]) -> UsageSnapshot:
-    """Read the statistics of ``tables`` (``(schema, table)`` pairs) on alias ``using``.
+def server_stats(using: str) -> ServerStats:
+    """How old one alias's statistics are, and what its server can tell (two statements)."""
+    with connections[using].cursor() as cursor:
+        return _server_stats(using, cursor)
 
-    Costs four queries, whatever the number of tables. Tables that do not exist are left
-    out. The statistics snapshot is cleared first so that a read inside a longer
-    transaction sees current counters (``stats_fetch_consistency`` caches them otherwise).
+
+def _server_stats(using: str, cursor: Any) -> ServerStats:
+    # Clear first: with stats_fetch_consistency = cache a read inside a longer transaction
+    # would otherwise see the counters as they were at its first statistics access.
+    cursor.execute("SELECT pg_stat_clear_snapshot()")
+    cursor.execute(_SERVER_STATS_SQL)
+    version, version_num, in_recovery, stats_reset, started, now = cursor.fetchone()
+    return ServerStats(
+        alias=using,
+        server_version=str(version).split()[0],
+        server_version_num=version_num,
+        in_recovery=in_recovery,
+        stats_reset=stats_reset,
+        postmaster_start=started,
+        now=now,
+    )
+
+
+def usage_snapshot(using: str, tables: Sequence[tuple[str | None, str]]) -> UsageSnapshot:
+    """Read the statistics of ``tables`` (``(schema or None, table)`` pairs) on ``using``.
+
+    Costs four statements, whatever the number of tables. Tables that do not exist are left
+    out; a ``None`` schema resolves the table on the search_path. The statistics snapshot
+    is cleared first so that a read inside a longer transaction sees current counters
+    (``stats_fetch_consistency`` caches them otherwise).
     """
     names = [qualified_name(schema, table) for schema, table in tables]
     conn = connections[using]
     with conn.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(_SERVER_STATS_SQL)
-        version, version_num, in_recovery, stats_reset, started, now = cursor.fetchone()
-        server = ServerStats(
-            alias=using,
-            server_version=version,
-            server_version_num=version_num,
-            in_recovery=in_recovery,
-            stats_reset=stats_reset,
-            postmaster_start=started,
-            now=now,
-        )
+        server = _server_stats(using, cursor)
         recent = server.has_last_idx_scan
         cursor.execute(
             _INDEX_USAGE_SQL.format(last_idx_scan="s.last_idx_scan" if recent else "NULL"),
@@ -604,7 +619,7 @@ def _plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def tenant_query_plans(
     using: str, tables: Sequence[tuple[str, str, str]]
-) -> tuple[TenantQueryPlan, ...]:
+) -> tuple[TenantQueryPlan, ...]:  # (live schema, table, tenant column)
     """EXPLAIN (never ANALYZE) a tenant-scoped query on each table.
 
     For each ``(schema, table, tenant_column)``: take the tenant of one real row, then

@@ -208,32 +208,68 @@ def _same_shape(a: IndexUsage, b: IndexUsage) -> bool:
     )
 
 
-def _keys(index: IndexUsage) -> list[tuple[Any, ...]]:
-    # A key column is only interchangeable with one that has the same operator class,
-    # sort order (indoption) and collation.
-    return list(
-        zip(index.key_columns, index.opclasses, index.options, index.collations, strict=False)
-    )
+def key_definitions(definition: str, method: str) -> tuple[str, ...]:
+    """The key columns of a ``pg_get_indexdef()`` text, one fragment per key.
+
+    Each fragment is what PostgreSQL prints for that key: the column or expression plus any
+    non-default operator class, collation, ``DESC`` and ``NULLS`` option, so two keys are
+    interchangeable exactly when their fragments are equal. ``INCLUDE`` columns come after
+    the key list and are not part of it.
+    """
+    marker = f" USING {method} ("
+    start = definition.find(marker)
+    if start < 0:
+        return ()
+    i = start + len(marker)
+    depth, quote, current, keys = 0, "", [], []
+    while i < len(definition):
+        ch = definition[i]
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            if depth == 0:
+                keys.append("".join(current).strip())
+                return tuple(keys)
+            depth -= 1
+        elif ch == "," and depth == 0:
+            keys.append("".join(current).strip())
+            current = []
+            i += 1
+            continue
+        current.append(ch)
+        i += 1
+    return ()
 
 
 def covers(other: IndexUsage, index: IndexUsage) -> bool:
     """Whether ``other`` makes ``index`` redundant (ignoring which of a duplicate pair to keep).
 
     ``other`` must be valid and of the same shape (table, method, predicate, expressions);
-    ``index``'s key columns must be a leading prefix of ``other``'s (btree only; any other
-    method needs equal keys), and ``index``'s INCLUDE columns must be among ``other``'s
-    columns, or an index-only scan that ``index`` serves would lose them. A unique index is
-    only covered by a unique index with the same keys: uniqueness over more columns is a
-    weaker constraint.
+    ``index``'s keys (column or expression with operator class, collation and order) must
+    be a leading prefix of ``other``'s keys (btree only; any other method needs equal keys),
+    and ``index``'s INCLUDE columns must be among ``other``'s columns, or an index-only scan
+    that ``index`` serves would lose them. A unique index is only covered by a unique index
+    with the same keys: uniqueness over more columns is a weaker constraint.
     """
     if other is index or not other.valid or not _same_shape(index, other):
         return False
-    mine, theirs = _keys(index), _keys(other)
-    if len(mine) > len(theirs) or theirs[: len(mine)] != mine:
+    mine = key_definitions(index.definition, index.method)
+    theirs = key_definitions(other.definition, other.method)
+    if not mine or len(mine) > len(theirs) or theirs[: len(mine)] != mine:
         return False
     if len(mine) < len(theirs) and index.method != "btree":
         return False
-    if index.unique and not (other.unique and len(mine) == len(theirs)):
+    if index.unique and not (
+        other.unique
+        and len(mine) == len(theirs)
+        and ("NULLS NOT DISTINCT" in index.definition)
+        == ("NULLS NOT DISTINCT" in other.definition)
+    ):
         return False
     other_columns = set(other.key_columns) | set(other.include_columns)
     return set(index.include_columns) <= other_columns
