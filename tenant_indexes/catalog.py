@@ -423,6 +423,7 @@ class TableUsage:
     last_seq_scan: datetime | None
     table_bytes: int
     total_bytes: int
+    estimated_rows: float  # pg_class.reltuples: what the planner believes (-1: never analysed)
 
 
 @dataclass(frozen=True)
@@ -515,7 +516,8 @@ SELECT n.nspname, c.relname,
        coalesce(s.n_live_tup, 0),
        {last_seq_scan},
        pg_relation_size(c.oid),
-       pg_total_relation_size(c.oid)
+       pg_total_relation_size(c.oid),
+       c.reltuples::float8
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid

@@ -17,12 +17,37 @@ false positives the reference tools are known for:
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .catalog import IndexUsage, ServerStats, TableUsage, TenantQueryPlan, UsageSnapshot
+from django.apps import apps
+from django.conf import settings
+from django.db import DatabaseError, connections
+
+from .catalog import (
+    IndexUsage,
+    ServerStats,
+    TableUsage,
+    TenantQueryPlan,
+    UsageSnapshot,
+    tenant_query_plans,
+    usage_snapshot,
+)
+from .conf import get_config
+from .exceptions import UnknownAppLabel, UnknownDatabaseAlias
+from .health import (
+    W_REDUNDANT,
+    W_UNUSED,
+    DatabaseReport,
+    Finding,
+    Level,
+    _status,
+    default_databases,
+    tenant_tables_for,
+)
 
 
 class UnusedVerdict(enum.StrEnum):
@@ -136,6 +161,7 @@ class TableStats:
     table_bytes: int
     total_bytes: int
     seq_scan_heavy: bool
+    estimated_rows: float = 0.0
     plan: TenantQueryPlan | None = None
     plan_uses_tenant_index: bool | None = None
 
@@ -153,6 +179,7 @@ class TableStats:
             "idx_scan": self.idx_scan,
             "seq_scan_share": self.seq_scan_share,
             "n_live_tup": self.n_live_tup,
+            "estimated_rows": self.estimated_rows,
             "table_bytes": self.table_bytes,
             "total_bytes": self.total_bytes,
             "seq_scan_heavy": self.seq_scan_heavy,
@@ -267,8 +294,7 @@ def covers(other: IndexUsage, index: IndexUsage) -> bool:
     if index.unique and not (
         other.unique
         and len(mine) == len(theirs)
-        and ("NULLS NOT DISTINCT" in index.definition)
-        == ("NULLS NOT DISTINCT" in other.definition)
+        and ("NULLS NOT DISTINCT" in index.definition) == ("NULLS NOT DISTINCT" in other.definition)
     ):
         return False
     other_columns = set(other.key_columns) | set(other.include_columns)
@@ -414,8 +440,297 @@ def analyse_usage(
                 table_bytes=table.table_bytes,
                 total_bytes=table.total_bytes,
                 seq_scan_heavy=heavy,
+                estimated_rows=table.estimated_rows,
                 plan=plan,
                 plan_uses_tenant_index=uses,
             )
         )
     return tuple(index_stats), tuple(table_stats), ages
+
+
+# --- Findings -----------------------------------------------------------------------------
+
+W_SEQ_SCAN_HEAVY = "tenant_indexes.W010"
+W_PLAN_WITHOUT_TENANT_INDEX = "tenant_indexes.W011"
+
+
+def _columns_text(index: IndexUsage) -> str:
+    return ", ".join(c if c is not None else "<expression>" for c in index.key_columns)
+
+
+def _days(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 86400:.1f} days"
+
+
+def usage_findings(
+    index_stats: Sequence[IndexStats],
+    table_stats: Sequence[TableStats],
+    ages: Sequence[StatsAge],
+    tenant_columns: Mapping[tuple[str, str], str],
+    thresholds: UsageThresholds,
+) -> list[Finding]:
+    """W001, W002, W010 and W011 from the analysed usage (see the README for each id).
+
+    Findings name the first alias (normally the primary); W001's message lists the scans on
+    every alias it was judged on.
+    """
+    findings: list[Finding] = []
+    by_name = {(s.index.schema, s.index.name): s.index for s in index_stats}
+    alias = ages[0].alias if ages else ""
+    for stats in index_stats:
+        ix = stats.index
+        where = f"{ix.schema}.{ix.table}"
+        common = {
+            "level": Level.WARNING,
+            "database": alias,
+            "schema": ix.schema,
+            "table": ix.table,
+            "index": ix.name,
+        }
+        if stats.unused is UnusedVerdict.UNUSED:
+            scans = ", ".join(f"{a}={n}" for a, n in stats.per_alias.items())
+            youngest = min(ages, key=lambda age: age.age)
+            findings.append(
+                Finding(
+                    id=W_UNUSED,
+                    message=f"index {ix.name} ({_columns_text(ix)}) on {where} has not been "
+                    f"scanned on any database ({scans}) in {_days(youngest.age)} of statistics "
+                    f"(since {youngest.since:%Y-%m-%d %H:%M} UTC, {youngest.source} on "
+                    f"{youngest.alias}); it costs {ix.size_bytes} bytes and slows every write",
+                    hint="Check every replica first (pass each alias with --database), then "
+                    f"drop it without blocking writes: DROP INDEX CONCURRENTLY {ix.schema}."
+                    f"{ix.name}; and remove it from the model's Meta.indexes",
+                    **common,
+                )
+            )
+        if stats.redundant_to is not None and not stats.redundancy_acknowledged:
+            other = by_name[(ix.schema, stats.redundant_to)]
+            tenant_column = tenant_columns.get((ix.schema, ix.table))
+            hint = (
+                f"Drop it without blocking writes (DROP INDEX CONCURRENTLY {ix.schema}.{ix.name}) "
+                "and remove it from the model, or keep it on purpose and list it in "
+                f"TENANT_INDEXES['ACKNOWLEDGED_REDUNDANT'] = ['{ix.name}']"
+            )
+            if tenant_column and ix.key_columns == (tenant_column,):
+                hint = (
+                    f"A narrower ({tenant_column}) index can still win for tenant-only "
+                    "queries: it is smaller, so more of it stays cached and the planner may "
+                    f"prefer it to {other.name}. Compare the idx_scan of both in "
+                    "tenant_index_stats before dropping anything. " + hint
+                )
+            findings.append(
+                Finding(
+                    id=W_REDUNDANT,
+                    message=f"index {ix.name} ({_columns_text(ix)}) on {where} is redundant: "
+                    f"{other.name} ({_columns_text(other)}) has the same leading keys, method"
+                    " and predicate",
+                    hint=hint,
+                    **common,
+                )
+            )
+    for table in table_stats:
+        common = {
+            "level": Level.WARNING,
+            "database": alias,
+            "schema": table.schema,
+            "table": table.table,
+            "index": None,
+        }
+        if table.seq_scan_heavy:
+            share = table.seq_scan_share or 0.0
+            findings.append(
+                Finding(
+                    id=W_SEQ_SCAN_HEAVY,
+                    message=f"tenant table {table.schema}.{table.table} ({table.n_live_tup} "
+                    f"live rows) is read by sequential scans: {table.seq_scan} sequential "
+                    f"against {table.idx_scan} index scans ({share:.0%})",
+                    hint="Find the queries that do not filter on the tenant column first "
+                    "(pg_stat_statements), and run tenant_index_stats --explain to see "
+                    "whether tenant queries on this table use a tenant-leading index",
+                    **common,
+                )
+            )
+        # On a small table a sequential scan is the right plan; the planner's own row
+        # estimate decides what "small" is, since that is what it planned with.
+        if (
+            table.plan_uses_tenant_index is False
+            and max(table.estimated_rows, table.n_live_tup) >= thresholds.seq_scan_min_rows
+        ):
+            plan = table.plan
+            assert plan is not None
+            findings.append(
+                Finding(
+                    id=W_PLAN_WITHOUT_TENANT_INDEX,
+                    message=f"EXPLAIN of a tenant query on {table.schema}.{table.table} "
+                    f"(WHERE {plan.tenant_column} = '{plan.tenant}') uses no index that leads "
+                    f"with {plan.tenant_column}: {' > '.join(plan.node_types)}",
+                    hint="Check that a valid tenant-leading index exists "
+                    "(check_tenant_indexes), then ANALYZE the table so the planner has "
+                    "current statistics",
+                    **common,
+                )
+            )
+    return findings
+
+
+# --- The report ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """What ``tenant_index_stats`` reports: the ``check_tenant_indexes`` JSON plus usage.
+
+    ``indexes`` and ``tables`` are summed over the aliases; ``statistics`` says how old
+    each alias's statistics are. ``status`` and :meth:`exit_code` follow DESIGN.md.
+    """
+
+    status: str
+    databases: tuple[Any, ...] = ()
+    indexes: tuple[IndexStats, ...] = ()
+    tables: tuple[TableStats, ...] = ()
+    statistics: tuple[StatsAge, ...] = ()
+    findings: tuple[Any, ...] = ()
+    stats_min_age: timedelta = timedelta(days=7)
+
+    @property
+    def too_young(self) -> tuple[StatsAge, ...]:
+        """The aliases whose statistics are too young to judge W001."""
+        return tuple(age for age in self.statistics if age.age < self.stats_min_age)
+
+    def as_dict(self) -> dict[str, Any]:
+        """DESIGN.md's JSON document with ``tables`` and ``statistics`` added."""
+        indexes = []
+        for stats in self.indexes:
+            entry = stats.as_dict()
+            entry["database"] = self.statistics[0].alias if self.statistics else None
+            entry["status"] = "ok" if stats.index.valid else "invalid"
+            indexes.append(entry)
+        return {
+            "status": self.status,
+            "databases": [d.as_dict() for d in self.databases],
+            "indexes": indexes,
+            "tables": [t.as_dict() for t in self.tables],
+            "statistics": {
+                "min_age_seconds": int(self.stats_min_age.total_seconds()),
+                "too_young_to_judge": bool(self.too_young),
+                "databases": [age.as_dict() for age in self.statistics],
+            },
+            "findings": [f.as_dict() for f in self.findings],
+        }
+
+    def exit_code(self, fail_level: Any = "error") -> int:
+        """0 healthy, 1 a finding at or above ``fail_level``, 2 a database was not checked."""
+        threshold = Level(fail_level).rank
+        if any(d.error for d in self.databases):
+            return 2
+        if any(f.level.rank >= threshold for f in self.findings):
+            return 1
+        return 0
+
+
+SORT_KEYS = {
+    "size": lambda s: (-s.index.size_bytes, s.index.schema, s.index.table, s.index.name),
+    "scans": lambda s: (-s.idx_scan, s.index.schema, s.index.table, s.index.name),
+    "name": lambda s: (s.index.schema, s.index.table, s.index.name),
+}
+
+
+def collect_usage(
+    databases: Sequence[str] | None = None,
+    app_labels: Sequence[str] | None = None,
+    *,
+    explain: bool = False,
+    sort: str = "size",
+) -> UsageReport:
+    """Read, sum and judge the usage of the tenant tables' indexes over several aliases.
+
+    Args:
+        databases: the aliases (a primary and its replicas); default: every PostgreSQL
+            alias that tenant models migrate to.
+        app_labels: only the models of these apps.
+        explain: also EXPLAIN (never ANALYZE) a tenant query per table on the first alias.
+        sort: order of ``indexes``: ``size`` or ``scans`` (largest first) or ``name``.
+
+    Returns:
+        The report; an alias that cannot be read is a database entry with ``error`` set.
+
+    Raises:
+        UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
+        UnknownAppLabel: an app label is not installed.
+    """
+    for label in app_labels or ():
+        try:
+            apps.get_app_config(label)
+        except LookupError as e:
+            raise UnknownAppLabel(f"unknown app label {label!r}") from e
+    for alias in databases or ():
+        if alias not in settings.DATABASES:
+            raise UnknownDatabaseAlias(
+                f"unknown database alias {alias!r} (known: {', '.join(settings.DATABASES)})"
+            )
+    thresholds = UsageThresholds.from_config(get_config())
+    aliases = list(dict.fromkeys(databases)) if databases else default_databases(app_labels)
+    reports, snapshots = [], []
+    tenant_columns: dict[tuple[str, str], str] = {}
+    for alias in aliases:
+        started = time.perf_counter()
+        connection = connections[alias]
+        tables = tenant_tables_for(alias, app_labels)
+        if connection.vendor != "postgresql":
+            reports.append(
+                DatabaseReport(
+                    alias=alias,
+                    vendor=connection.vendor,
+                    server_version=None,
+                    error=f"database {alias!r} is {connection.vendor}: usage statistics "
+                    "need PostgreSQL",
+                )
+            )
+            continue
+        try:
+            snapshot = usage_snapshot(alias, [(t.schema, t.table) for t in tables])
+        except DatabaseError as e:
+            text = str(e).strip()
+            reports.append(
+                DatabaseReport(
+                    alias=alias,
+                    vendor=connection.vendor,
+                    server_version=None,
+                    error=f"database {alias!r}: "
+                    + (text.splitlines()[0] if text else type(e).__name__),
+                )
+            )
+            continue
+        for live in snapshot.tables:
+            for t in tables:
+                if t.table == live.table and t.schema in (None, live.schema):
+                    tenant_columns[(live.schema, live.table)] = t.tenant_column
+        snapshots.append(snapshot)
+        reports.append(
+            DatabaseReport(
+                alias=alias,
+                vendor=connection.vendor,
+                server_version=snapshot.server.server_version,
+                server_version_num=snapshot.server.server_version_num,
+                tables=len(snapshot.tables),
+                duration_seconds=time.perf_counter() - started,
+            )
+        )
+    plans: tuple[TenantQueryPlan, ...] = ()
+    if explain and snapshots:
+        first = snapshots[0]
+        plans = tenant_query_plans(
+            first.server.alias,
+            [(t.schema, t.table, tenant_columns[(t.schema, t.table)]) for t in first.tables],
+        )
+    index_stats, table_stats, ages = analyse_usage(snapshots, tenant_columns, thresholds, plans)
+    findings = usage_findings(index_stats, table_stats, ages, tenant_columns, thresholds)
+    return UsageReport(
+        status=_status(reports, findings),
+        databases=tuple(reports),
+        indexes=tuple(sorted(index_stats, key=SORT_KEYS[sort])),
+        tables=table_stats,
+        statistics=ages,
+        findings=tuple(findings),
+        stats_min_age=thresholds.stats_min_age,
+    )
