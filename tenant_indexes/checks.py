@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from django.apps import apps
 from django.core import checks
 from django.db import connections
 
-from .declared import TenantTable, declared_tenant_tables
+from .declared import TenantTable, declared_tenant_tables, tenant_table_for_model
 from .fields import TenantForeignKey
 
 # Ids of the static check (README "Finding ids").
@@ -35,14 +36,15 @@ def check_tenant_index_declarations(app_configs: Any = None, **kwargs: Any) -> l
     """Static checks of the tenant models' declared indexes (no database access)."""
     messages: list[Any] = []
     for table in declared_tenant_tables(None, _app_labels(app_configs)):
-        messages.extend(_declaration_messages(table))
+        messages.extend(declaration_messages(apps.get_model(table.model), table))
     return messages
 
 
-def _declaration_messages(table: TenantTable) -> list[Any]:
-    from django.apps import apps
-
-    model = apps.get_model(table.model)
+def declaration_messages(model: Any, table: TenantTable | None = None) -> list[Any]:
+    """The static check's messages for one model (none when it is not tenant-scoped)."""
+    table = table or tenant_table_for_model(model)
+    if table is None:
+        return []
     messages: list[Any] = []
     if not table.has_tenant_leading_index:
         messages.append(

@@ -18,6 +18,8 @@ from typing import Any
 
 from django.apps import apps
 from django.db import connections, models, router
+from django.db.models import F
+from django.db.models.expressions import OrderBy
 
 from .conf import get_config
 from .fields import TenantForeignKey
@@ -139,54 +141,86 @@ def declared_tenant_tables(
     # Index names and expression SQL come from the schema editor of the alias (its quoting);
     # building one touches no database.
     editor = connections[using].schema_editor() if using else None
-    tables: list[TenantTable] = []
-    for model in candidates:
-        meta = model._meta
-        if meta.proxy or not meta.managed or meta.swapped or meta.abstract:
-            continue
-        if using is not None and not router.allow_migrate_model(using, model):
-            continue
-        column = tenant_column_of(model, tenant_column)
-        if column is None:
-            continue
-        indexes = tuple(ix for ix in _declared_indexes(model, editor) if column in ix.columns)
-        names = tuple(ix.name for ix in meta.indexes if ix.name)
-        tables.append(
-            TenantTable(
-                app_label=meta.app_label,
-                model=meta.label,
-                schema=None,
-                table=meta.db_table,
-                tenant_column=column,
-                indexes=indexes,
-                all_index_names=names,
-            )
-        )
-    return tuple(tables)
+    tables = (
+        tenant_table_for_model(model, using, tenant_column=tenant_column, editor=editor)
+        for model in candidates
+    )
+    return tuple(t for t in tables if t is not None)
 
 
-def _declared_indexes(model: type[models.Model], editor: Any) -> list[DeclaredIndex]:
+def tenant_table_for_model(
+    model: type[models.Model],
+    using: str | None = None,
+    *,
+    tenant_column: str | None = None,
+    editor: Any = None,
+) -> TenantTable | None:
+    """The :class:`TenantTable` of one model, ``None`` when there is none to check.
+
+    ``None`` for proxy, unmanaged, swapped and abstract models (their tables are someone
+    else's), for models that the routers keep off ``using``, and for models that are not
+    tenant-scoped.
+
+    Args:
+        model: the model class.
+        using: the alias whose routers decide; ``None`` ignores routers.
+        tenant_column: the configured tenant column (default: from the settings).
+        editor: a schema editor of ``using`` (built on demand; it touches no database).
+    """
     meta = model._meta
-    found: list[DeclaredIndex] = []
+    if meta.proxy or not meta.managed or meta.swapped or meta.abstract:
+        return None
+    if using is not None and not router.allow_migrate_model(using, model):
+        return None
+    column = tenant_column_of(model, tenant_column)
+    if column is None:
+        return None
+    if editor is None and using is not None:
+        editor = connections[using].schema_editor()
+    indexes = tuple(
+        ix
+        for ix, refs in _declared_indexes(model, editor)
+        if column in ix.columns or column in refs
+    )
+    return TenantTable(
+        app_label=meta.app_label,
+        model=meta.label,
+        schema=None,
+        table=meta.db_table,
+        tenant_column=column,
+        indexes=indexes,
+        all_index_names=tuple(ix.name for ix in meta.indexes if ix.name),
+    )
+
+
+def _declared_indexes(
+    model: type[models.Model], editor: Any
+) -> list[tuple[DeclaredIndex, set[str]]]:
+    """Every declared index with the columns its expressions refer to."""
+    meta = model._meta
+    found: list[tuple[DeclaredIndex, set[str]]] = []
     for index in meta.indexes:
         if not index.name:
             continue
-        found.append(_from_index(model, index, editor))
+        found.append((_from_index(model, index, editor), _referenced_columns(model, index)))
     for constraint in meta.constraints:
         declared = _from_constraint(model, constraint, editor)
         if declared is not None:
-            found.append(declared)
+            found.append((declared, set()))
     for f in meta.local_concrete_fields:
         if f.db_index and not f.unique:
             found.append(
-                DeclaredIndex(
-                    table=meta.db_table,
-                    name=_implicit_index_name(model, f.column, editor),
-                    columns=(f.column,),
-                    descending=(False,),
-                    model=meta.label,
-                    app_label=meta.app_label,
-                    origin="implicit",
+                (
+                    DeclaredIndex(
+                        table=meta.db_table,
+                        name=_implicit_index_name(model, f.column, editor),
+                        columns=(f.column,),
+                        descending=(False,),
+                        model=meta.label,
+                        app_label=meta.app_label,
+                        origin="implicit",
+                    ),
+                    set(),
                 )
             )
     return found
@@ -195,8 +229,9 @@ def _declared_indexes(model: type[models.Model], editor: Any) -> list[DeclaredIn
 def _from_index(model: type[models.Model], index: models.Index, editor: Any) -> DeclaredIndex:
     meta = model._meta
     if index.expressions:
-        columns: tuple[str | None, ...] = tuple(None for _ in index.expressions)
-        descending: tuple[bool, ...] = tuple(False for _ in index.expressions)
+        keys = [_expression_key(model, e) for e in index.expressions]
+        columns: tuple[str | None, ...] = tuple(column for column, _ in keys)
+        descending: tuple[bool, ...] = tuple(desc for _, desc in keys)
         expressions = _expressions_sql(model, index, editor)
     else:
         columns = tuple(meta.get_field(name).column for name, _ in index.fields_orders)
@@ -217,6 +252,38 @@ def _from_index(model: type[models.Model], index: models.Index, editor: Any) -> 
         app_label=meta.app_label,
         origin="index",
     )
+
+
+def _expression_key(model: type[models.Model], expression: Any) -> tuple[str | None, bool]:
+    """``(column, descending)`` of one index expression; ``column`` is ``None`` unless the
+    expression is a bare field reference, which PostgreSQL stores as a plain key column."""
+    descending = False
+    if isinstance(expression, OrderBy):
+        descending = bool(expression.descending)
+        expression = expression.expression
+    if isinstance(expression, F):
+        try:
+            return model._meta.get_field(expression.name).column, descending
+        except Exception:  # a transform or a relation path: an expression after all
+            return None, descending
+    return None, descending
+
+
+def _referenced_columns(model: type[models.Model], index: Any) -> set[str]:
+    """Columns an expression index refers to anywhere in its expressions."""
+    columns = set()
+    stack = list(index.expressions)
+    while stack:
+        node = stack.pop()
+        # F has no flatten(); walk source expressions by hand.
+        if isinstance(node, F):
+            try:
+                columns.add(model._meta.get_field(node.name).column)
+            except Exception:  # not a plain field name
+                pass
+        elif hasattr(node, "get_source_expressions"):
+            stack.extend(e for e in node.get_source_expressions() if e is not None)
+    return columns
 
 
 def _from_constraint(
