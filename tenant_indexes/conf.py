@@ -30,6 +30,10 @@ DEFAULTS: dict[str, Any] = {
     # W002 redundancies you keep on purpose: index names ("idx_tickets_tenant_id") or
     # "schema.name". They are still shown by tenant_index_stats, as acknowledged.
     "ACKNOWLEDGED_REDUNDANT": (),
+    # Also report W001/W002 from check_tenant_indexes and the database system check. Off by
+    # default: a readiness probe answers "are the indexes there and valid"; usage is
+    # tenant_index_stats' question, and W001 costs two more statements per alias.
+    "CHECK_INCLUDES_USAGE": False,
     # --- end tenant_index_stats ---
     # --- check_tenant_indexes (issue #3) ---
     # Bounds for the one read-only catalog pass per database, in milliseconds: a readiness

@@ -20,7 +20,7 @@ import enum
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.apps import apps
@@ -28,15 +28,19 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 
 from .catalog import (
+    CatalogSnapshot,
     IndexUsage,
+    LiveIndex,
     ServerStats,
     TableUsage,
     TenantQueryPlan,
     UsageSnapshot,
+    server_stats,
     tenant_query_plans,
     usage_snapshot,
 )
 from .conf import get_config
+from .declared import TenantTable
 from .exceptions import UnknownAppLabel, UnknownDatabaseAlias
 from .health import (
     W_REDUNDANT,
@@ -46,8 +50,13 @@ from .health import (
     Level,
     _status,
     default_databases,
+    register_database_set_producer,
+    register_finding_producer,
     tenant_tables_for,
 )
+
+# Stands in for the times a structural (W002-only) judgement does not need.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class UnusedVerdict(enum.StrEnum):
@@ -734,3 +743,108 @@ def collect_usage(
         findings=tuple(findings),
         stats_min_age=thresholds.stats_min_age,
     )
+
+
+# --- W001/W002 in check_tenant_indexes (opt-in: TENANT_INDEXES["CHECK_INCLUDES_USAGE"]) --------
+
+
+def index_usage_from_live(live: LiveIndex) -> IndexUsage:
+    """check_tenant_indexes' :class:`~tenant_indexes.catalog.LiveIndex` as an IndexUsage.
+
+    The redundancy rule compares keys through ``definition``, so the operator classes,
+    orders and collations the snapshot does not carry separately are still compared.
+    """
+    return IndexUsage(
+        schema=live.schema,
+        table=live.table,
+        name=live.name,
+        key_columns=live.columns,
+        include_columns=live.include,
+        opclasses=(),
+        options=(),
+        collations=(),
+        expressions=live.expressions,
+        predicate=live.predicate,
+        method=live.method,
+        unique=live.unique,
+        primary=live.primary,
+        constraint=live.constraint,
+        valid=live.valid and not live.building,
+        definition=live.definition,
+        size_bytes=live.size_bytes,
+        idx_scan=live.idx_scan or 0,
+        idx_tup_read=live.idx_tup_read or 0,
+        idx_tup_fetch=live.idx_tup_fetch or 0,
+        last_idx_scan=None,
+    )
+
+
+def _tenant_columns(
+    tables: Sequence[TenantTable], snapshot: CatalogSnapshot
+) -> dict[tuple[str, str], str]:
+    columns = {}
+    for table in tables:
+        live = snapshot.table(table.schema, table.table)
+        if live is not None:
+            columns[(live.schema, live.name)] = table.tenant_column
+    return columns
+
+
+def _as_usage_snapshot(snapshot: CatalogSnapshot, server: ServerStats) -> UsageSnapshot:
+    return UsageSnapshot(
+        server=server,
+        indexes=tuple(index_usage_from_live(ix) for ix in snapshot.indexes),
+        tables=(),  # seq-scan-heavy tables are tenant_index_stats' business, not a probe's
+    )
+
+
+def redundancy_findings(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> list[Finding]:
+    """W002 for check_tenant_indexes, from its own snapshot (no extra query).
+
+    Returns nothing unless ``TENANT_INDEXES["CHECK_INCLUDES_USAGE"]`` is true.
+    """
+    config = get_config()
+    if not config["CHECK_INCLUDES_USAGE"]:
+        return []
+    thresholds = UsageThresholds.from_config(config)
+    server = ServerStats(snapshot.alias, snapshot.server_version, 0, False, None, _EPOCH, _EPOCH)
+    usage = _as_usage_snapshot(snapshot, server)
+    columns = _tenant_columns(tables, snapshot)
+    index_stats, _, _ = analyse_usage([usage], columns, thresholds)
+    ages = (stats_age(server),)
+    return [
+        f for f in usage_findings(index_stats, (), ages, columns, thresholds) if f.id == W_REDUNDANT
+    ]
+
+
+def unused_findings(
+    checked: Sequence[tuple[Sequence[TenantTable], CatalogSnapshot]],
+) -> list[Finding]:
+    """W001 for check_tenant_indexes, judged over every checked alias at once.
+
+    Costs two statements per alias (the statistics' age). Returns nothing unless
+    ``TENANT_INDEXES["CHECK_INCLUDES_USAGE"]`` is true or when an alias cannot tell its age.
+    """
+    config = get_config()
+    if not config["CHECK_INCLUDES_USAGE"] or not checked:
+        return []
+    thresholds = UsageThresholds.from_config(config)
+    usages = []
+    columns: dict[tuple[str, str], str] = {}
+    for tables, snapshot in checked:
+        try:
+            server = server_stats(snapshot.alias)
+        except DatabaseError:
+            return []  # the age is unknown, so nothing may be judged unused
+        usages.append(_as_usage_snapshot(snapshot, server))
+        columns.update(_tenant_columns(tables, snapshot))
+    index_stats, _, ages = analyse_usage(usages, columns, thresholds)
+    return [
+        f for f in usage_findings(index_stats, (), ages, columns, thresholds) if f.id == W_UNUSED
+    ]
+
+
+def register_check_producers() -> None:
+    """Wire W002 and W001 into :func:`tenant_indexes.health.check_databases` (idempotent)."""
+    register_finding_producer(redundancy_findings)
+    register_database_set_producer(unused_findings)
