@@ -129,6 +129,12 @@ def test_stats__explain_flags_a_large_table_without_a_tenant_index() -> None:
     with override_settings(TENANT_INDEXES={"SEQ_SCAN_MIN_ROWS": 1000}):
         _, doc = _json("--database", "default", "--explain", "tenant_indexes")
     tables = {t["table"]: t for t in doc["tables"]}
+    with connection.cursor() as cursor:  # the EXPLAIN asked about a real tenant of the table
+        cursor.execute(
+            "SELECT count(*) FROM files WHERE tenant_id = %s",
+            [tables["files"]["explain"]["tenant"]],
+        )
+        assert cursor.fetchone()[0] == 100
     assert tables["users"]["explain"]["uses_tenant_index"] is True
     assert tables["users"]["explain"]["indexes"] == ["idx_users_tenant_id"]
     assert tables["files"]["explain"]["uses_tenant_index"] is False

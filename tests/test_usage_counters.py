@@ -163,3 +163,55 @@ def test_stats_age__never_reset_counts_from_the_server_start() -> None:
     )
     age = stats_age(server)
     assert (age.since, age.age, age.source) == (started, timedelta(days=3), "server start")
+
+
+@pytest.mark.django_db
+def test_usage_snapshot__four_statements_whatever_the_number_of_tables() -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as one:
+        usage_snapshot("default", [("public", "users")])
+    with CaptureQueriesContext(connection) as all_tables:
+        snapshot = usage_snapshot("default", list(SEED_TABLES))
+    assert len(snapshot.tables) == len(SEED_TABLES)
+    assert len(one) == len(all_tables) == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_w010__sequential_scans_dominating_a_large_tenant_table() -> None:
+    from django.test import override_settings
+
+    from tenant_indexes.usage import collect_usage
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_reset()")
+        cursor.execute(
+            "INSERT INTO tenants (id, name, slug, created_at) "
+            "SELECT gen_random_uuid(), 't' || g, 't' || g, now() FROM generate_series(1, 20) g"
+        )
+        cursor.execute(
+            "INSERT INTO files (tenant_id, name, size, content_type, storage_key, created_at) "
+            "SELECT t.id, 'f', 1, 'text/plain', t.id::text || '/' || g, now() "
+            "FROM tenants t CROSS JOIN generate_series(1, 100) g"
+        )
+        for _ in range(5):
+            # No tenant filter: the kind of query that reads every tenant's rows.
+            cursor.execute("SELECT count(*) FROM files WHERE content_type = 'image/png'")
+    _flush_statistics()
+    seq_scan, idx_scan, live = _view_row(
+        "SELECT seq_scan, idx_scan, n_live_tup FROM pg_stat_user_tables WHERE relname = 'files'",
+        [],
+    )
+    assert live == 2000 and seq_scan >= 5
+
+    config = {"SEQ_SCAN_MIN_ROWS": 1000, "SEQ_SCAN_MIN_SCANS": 5, "SEQ_SCAN_MIN_SHARE": 0.5}
+    with override_settings(TENANT_INDEXES=config):
+        report = collect_usage(["default"], ["tenant_indexes"])
+    files = next(t for t in report.tables if t.table == "files")
+    assert (files.seq_scan, files.idx_scan, files.n_live_tup) == (seq_scan, idx_scan, live)
+    heavy = [f.table for f in report.findings if f.id == "tenant_indexes.W010"]
+    assert heavy == ["files"]  # users etc.: too few rows; tenants is not tenant-scoped
+
+    # Small tables are ignored: the same counters under the default 10,000-row floor.
+    report = collect_usage(["default"], ["tenant_indexes"])
+    assert not [f for f in report.findings if f.id == "tenant_indexes.W010"]
