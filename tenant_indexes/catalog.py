@@ -7,6 +7,7 @@ database alias costs a constant number of queries, never one per table or index.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Iterable, Iterator, Sequence
@@ -549,16 +550,55 @@ def _quote_identifier(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+@contextlib.contextmanager
+def _bounded_read(using: str) -> Iterator[Any]:
+    """A cursor in a transaction (a savepoint inside the caller's) that is rolled back.
+
+    The connect timeout and the local ``statement_timeout`` / ``lock_timeout`` are the
+    ``CHECK_*`` settings of check_tenant_indexes: ``pg_relation_size()`` and EXPLAIN take a
+    share lock on each relation, and a report must fail (exit 2), not queue behind an
+    ``ALTER TABLE``. The first statement run on the cursor must apply the timeouts (see
+    :data:`_CLEAR_AND_BOUND_SQL`); nothing set here outlives the block.
+    """
+    from django.db import transaction
+
+    from .conf import get_config
+
+    connection = connections[using]
+    _connect_with_timeout(connection, int(get_config()["CHECK_CONNECT_TIMEOUT_S"]))
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        yield cursor
+        transaction.set_rollback(True, using=using)
+
+
+# Clears the statistics snapshot (with stats_fetch_consistency = cache a read inside a
+# longer transaction would otherwise see the counters of its first statistics access) and
+# bounds the statements that follow in the same transaction.
+_CLEAR_AND_BOUND_SQL = """
+SELECT pg_stat_clear_snapshot(),
+       set_config('statement_timeout', %s, true),
+       set_config('lock_timeout', %s, true)
+"""
+
+
+def _timeouts() -> list[str]:
+    from .conf import get_config
+
+    config = get_config()
+    return [
+        f"{int(config['CHECK_STATEMENT_TIMEOUT_MS'])}ms",
+        f"{int(config['CHECK_LOCK_TIMEOUT_MS'])}ms",
+    ]
+
+
 def server_stats(using: str) -> ServerStats:
     """How old one alias's statistics are, and what its server can tell (two statements)."""
-    with connections[using].cursor() as cursor:
+    with _bounded_read(using) as cursor:
         return _server_stats(using, cursor)
 
 
 def _server_stats(using: str, cursor: Any) -> ServerStats:
-    # Clear first: with stats_fetch_consistency = cache a read inside a longer transaction
-    # would otherwise see the counters as they were at its first statistics access.
-    cursor.execute("SELECT pg_stat_clear_snapshot()")
+    cursor.execute(_CLEAR_AND_BOUND_SQL, _timeouts())
     cursor.execute(_SERVER_STATS_SQL)
     version, version_num, in_recovery, stats_reset, started, now = cursor.fetchone()
     return ServerStats(
@@ -575,14 +615,14 @@ def _server_stats(using: str, cursor: Any) -> ServerStats:
 def usage_snapshot(using: str, tables: Sequence[tuple[str | None, str]]) -> UsageSnapshot:
     """Read the statistics of ``tables`` (``(schema or None, table)`` pairs) on ``using``.
 
-    Costs four statements, whatever the number of tables. Tables that do not exist are left
-    out; a ``None`` schema resolves the table on the search_path. The statistics snapshot
+    Costs four statements whatever the number of tables (plus the transaction's own), under
+    the ``CHECK_*`` timeouts, in a transaction that is rolled back. Tables that do not exist
+    are left out; a ``None`` schema resolves the table on the search_path. The statistics snapshot
     is cleared first so that a read inside a longer transaction sees current counters
     (``stats_fetch_consistency`` caches them otherwise).
     """
     names = [qualified_name(schema, table) for schema, table in tables]
-    conn = connections[using]
-    with conn.cursor() as cursor:
+    with _bounded_read(using) as cursor:
         server = _server_stats(using, cursor)
         recent = server.has_last_idx_scan
         cursor.execute(
@@ -637,11 +677,13 @@ def tenant_query_plans(
     For each ``(schema, table, tenant_column)``: take the tenant of one real row, then
     ``EXPLAIN (FORMAT JSON) SELECT * FROM table WHERE tenant_column = <that tenant>``.
     Nothing is executed but one single-row read per table, so this is safe in production.
-    Tables that do not exist are left out. Costs two statements per table.
+    Tables that do not exist are left out. Costs two statements per table, plus two, under
+    the same timeouts as :func:`usage_snapshot`.
     """
     conn = connections[using]
     plans = []
-    with conn.cursor() as cursor:
+    with _bounded_read(using) as cursor:
+        cursor.execute(_CLEAR_AND_BOUND_SQL, _timeouts())
         cursor.execute(
             "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NOT NULL",
             [[qualified_name(s, t) for s, t, _ in tables]],

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -679,7 +679,8 @@ def collect_usage(
             )
     thresholds = UsageThresholds.from_config(get_config())
     aliases = list(dict.fromkeys(databases)) if databases else default_databases(app_labels)
-    reports, snapshots = [], []
+    reports: list[DatabaseReport] = []
+    snapshots: list[UsageSnapshot] = []
     tenant_columns: dict[tuple[str, str], str] = {}
     for alias in aliases:
         started = time.perf_counter()
@@ -728,10 +729,19 @@ def collect_usage(
     plans: tuple[TenantQueryPlan, ...] = ()
     if explain and snapshots:
         first = snapshots[0]
-        plans = tenant_query_plans(
-            first.server.alias,
-            [(t.schema, t.table, tenant_columns[(t.schema, t.table)]) for t in first.tables],
-        )
+        try:
+            plans = tenant_query_plans(
+                first.server.alias,
+                [(t.schema, t.table, tenant_columns[(t.schema, t.table)]) for t in first.tables],
+            )
+        except DatabaseError as e:
+            text = str(e).strip()
+            position = next(i for i, r in enumerate(reports) if r.alias == first.server.alias)
+            reports[position] = replace(
+                reports[position],
+                error=f"database {first.server.alias!r}: --explain failed: "
+                + (text.splitlines()[0] if text else type(e).__name__),
+            )
     index_stats, table_stats, ages = analyse_usage(snapshots, tenant_columns, thresholds, plans)
     findings = usage_findings(index_stats, table_stats, ages, tenant_columns, thresholds)
     return UsageReport(

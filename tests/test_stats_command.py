@@ -141,3 +141,28 @@ def test_stats__explain_flags_a_large_table_without_a_tenant_index() -> None:
     assert tables["audit_logs"]["explain"]["tenant"] is None  # no rows: nothing to ask
     w011 = [f["table"] for f in doc["findings"] if f["id"] == "tenant_indexes.W011"]
     assert w011 == ["files"]
+
+
+@pytest.mark.django_db
+def test_stats__non_postgresql_alias_exits_2_saying_postgresql_is_needed() -> None:
+    code, out = _stats("--database", "sqlite", "--format", "json")
+    assert code == 2
+    doc = json.loads(out)
+    assert doc["status"] == "unknown"
+    assert "need PostgreSQL" in doc["databases"][0]["error"]
+
+
+@pytest.mark.django_db
+def test_stats__locked_table_ends_in_lock_timeout_and_exit_2_not_a_hang() -> None:
+    # pg_relation_size() must wait for this lock held by another session; lock_timeout ends
+    # the wait, so the report says "could not check" instead of hanging.
+    import psycopg
+
+    params = connection.get_connection_params()
+    with psycopg.connect(**{**params, "autocommit": False}) as other:
+        other.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        with override_settings(TENANT_INDEXES={"CHECK_LOCK_TIMEOUT_MS": 100}):
+            code, out = _stats("--database", "default", "--format", "json")
+        assert code == 2
+        assert "lock timeout" in json.loads(out)["databases"][0]["error"]
+        other.rollback()
