@@ -37,14 +37,15 @@ def replica(django_db_blocker: Any) -> Iterator[ReplicaPair]:
     from django.conf import settings
 
     pair = start_replica_pair()
-    base = copy.deepcopy(connections["default"].settings_dict)
-    added = {PRIMARY: pair.database_settings(base, standby=False)}
-    added[REPLICA] = pair.database_settings(base, standby=True)
-    for alias, conf in added.items():
-        # Often the same dict (Django configures settings.DATABASES in place); both, to be sure.
-        settings.DATABASES[alias] = conf
-        connections.settings[alias] = conf
+    added: dict[str, dict[str, Any]] = {}
     try:
+        base = copy.deepcopy(connections["default"].settings_dict)
+        added[PRIMARY] = pair.database_settings(base, standby=False)
+        added[REPLICA] = pair.database_settings(base, standby=True)
+        for alias, conf in added.items():
+            # Often the same dict (Django configures settings.DATABASES in place); set both.
+            settings.DATABASES[alias] = conf
+            connections.settings[alias] = conf
         with django_db_blocker.unblock():
             call_command("migrate", database=PRIMARY, verbosity=0)
             with connections[PRIMARY].cursor() as cursor:
@@ -60,12 +61,14 @@ def replica(django_db_blocker: Any) -> Iterator[ReplicaPair]:
             pair.wait_for_replay()
             yield pair
     finally:
-        for alias in added:
-            connections[alias].close()
-            del connections[alias]
-            connections.settings.pop(alias, None)
-            settings.DATABASES.pop(alias, None)
-        pair.stop()
+        try:
+            for alias in added:
+                connections[alias].close()
+                del connections[alias]
+                connections.settings.pop(alias, None)
+                settings.DATABASES.pop(alias, None)
+        finally:
+            pair.stop()  # whatever happened above: never leave the two servers running
 
 
 def _scan_users_on(alias: str) -> None:
