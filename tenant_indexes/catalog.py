@@ -403,9 +403,6 @@ class IndexUsage:
     name: str
     key_columns: tuple[str | None, ...]
     include_columns: tuple[str, ...]
-    opclasses: tuple[str, ...]
-    options: tuple[int, ...]
-    collations: tuple[int, ...]
     expressions: str | None
     predicate: str | None
     method: str
@@ -487,18 +484,12 @@ SELECT n.nspname, t.relname, i.relname,
                JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
               WHERE k.n > x.indnkeyatts
               ORDER BY k.n),
-       array(SELECT oc.opcname::text
-               FROM unnest(x.indclass::oid[]) WITH ORDINALITY AS c(opclass, n)
-               JOIN pg_opclass oc ON oc.oid = c.opclass
-              ORDER BY c.n),
-       x.indoption::int2[],
-       x.indcollation::oid[]::int8[],
        pg_get_expr(x.indexprs, x.indrelid),
        pg_get_expr(x.indpred, x.indrelid),
        am.amname,
        x.indisunique,
        x.indisprimary,
-       con.contype::text,
+       con.conname::text,
        x.indisvalid,
        pg_get_indexdef(x.indexrelid),
        pg_relation_size(x.indexrelid),
@@ -636,22 +627,19 @@ def usage_snapshot(using: str, tables: Sequence[tuple[str | None, str]]) -> Usag
                 name=row[2],
                 key_columns=tuple(row[3]),
                 include_columns=tuple(row[4]),
-                opclasses=tuple(row[5]),
-                options=tuple(row[6]),
-                collations=tuple(row[7]),
-                expressions=row[8],
-                predicate=row[9],
-                method=row[10],
-                unique=row[11],
-                primary=row[12],
-                constraint=row[13],
-                valid=row[14],
-                definition=row[15],
-                size_bytes=row[16],
-                idx_scan=row[17],
-                idx_tup_read=row[18],
-                idx_tup_fetch=row[19],
-                last_idx_scan=row[20],
+                expressions=row[5],
+                predicate=row[6],
+                method=row[7],
+                unique=row[8],
+                primary=row[9],
+                constraint=row[10],
+                valid=row[11],
+                definition=row[12],
+                size_bytes=row[13],
+                idx_scan=row[14],
+                idx_tup_read=row[15],
+                idx_tup_fetch=row[16],
+                last_idx_scan=row[17],
             )
             for row in cursor.fetchall()
         )

@@ -1,17 +1,19 @@
 """Usage analysis: unused (W001), redundant (W002) and seq-scan-heavy tenant tables.
 
-Pure functions over what :func:`tenant_indexes.catalog.usage_snapshot` read, one snapshot per
-database alias; nothing here queries a database or prints. The rules are written to avoid the
-false positives the reference tools are known for:
+The judgements (:func:`analyse_usage`, :func:`find_redundant`, :func:`usage_findings`) are
+pure functions over what :func:`tenant_indexes.catalog.usage_snapshot` read, one snapshot per
+database alias; :func:`collect_usage` and the check producers do the reading, through
+catalog.py. Nothing here prints. The rules avoid the false positives the reference tools are
+known for:
 
 - a unique or primary index, or one backing a constraint, is never "unused": it enforces
   something even when no query scans it;
 - statistics younger than ``STATS_MIN_AGE_DAYS`` are not judged at all;
 - with several aliases (a primary and its replicas) an index is unused only if it is unused
   on every one of them, because replicas keep their own counters;
-- "redundant" needs the same table, method, predicate, expressions, operator classes, sort
-  options and collations, and this index's key columns as a leading prefix of the other's
-  key columns (btree) or exactly equal (any method); INCLUDE columns are not key columns.
+- "redundant" needs the same table, method, predicate and expressions, and this index's keys
+  (each with its operator class, collation and order) as a leading prefix of the other's
+  keys (btree) or exactly equal (any method); INCLUDE columns are not key columns.
 """
 
 from __future__ import annotations
@@ -762,7 +764,7 @@ def index_usage_from_live(live: LiveIndex) -> IndexUsage:
     """check_tenant_indexes' :class:`~tenant_indexes.catalog.LiveIndex` as an IndexUsage.
 
     The redundancy rule compares keys through ``definition``, so the operator classes,
-    orders and collations the snapshot does not carry separately are still compared.
+    orders and collations are compared although the snapshot has no field for them.
     """
     return IndexUsage(
         schema=live.schema,
@@ -770,9 +772,6 @@ def index_usage_from_live(live: LiveIndex) -> IndexUsage:
         name=live.name,
         key_columns=live.columns,
         include_columns=live.include,
-        opclasses=(),
-        options=(),
-        collations=(),
         expressions=live.expressions,
         predicate=live.predicate,
         method=live.method,
