@@ -15,3 +15,9 @@ class TenantIndexesConfig(AppConfig):
 
         register_checks()
         # --- end check_tenant_indexes ---
+
+        # --- tenant_index_stats (issue #4): W001/W002 in check_databases (opt-in setting) ---
+        from .usage import register_check_producers
+
+        register_check_producers()
+        # --- end tenant_index_stats ---

@@ -16,6 +16,25 @@ from django.dispatch import receiver
 DEFAULTS: dict[str, Any] = {
     # Column that identifies the tenant in every tenant-scoped table.
     "TENANT_COLUMN": "tenant_id",
+    # --- tenant_index_stats (usage.py); documented in README "Usage statistics" ---
+    # W001: an index scanned at most this many times on every alias is unused.
+    "UNUSED_MAX_SCANS": 0,
+    # No W001 while any alias's statistics are younger than this (days, may be fractional).
+    "STATS_MIN_AGE_DAYS": 7,
+    # Seq-scan-heavy (W010): only tables with at least this many live rows ...
+    "SEQ_SCAN_MIN_ROWS": 10_000,
+    # ... at least this many sequential scans ...
+    "SEQ_SCAN_MIN_SCANS": 50,
+    # ... making up at least this share of all scans of the table.
+    "SEQ_SCAN_MIN_SHARE": 0.5,
+    # W002 redundancies you keep on purpose: index names ("idx_tickets_tenant_id") or
+    # "schema.name". They are still shown by tenant_index_stats, as acknowledged.
+    "ACKNOWLEDGED_REDUNDANT": (),
+    # Also report W001/W002 from check_tenant_indexes and the database system check. Off by
+    # default: a readiness probe answers "are the indexes there and valid"; usage is
+    # tenant_index_stats' question, and W001 costs two more statements per alias.
+    "CHECK_INCLUDES_USAGE": False,
+    # --- end tenant_index_stats ---
     # --- check_tenant_indexes (issue #3) ---
     # Bounds for the one read-only catalog pass per database, in milliseconds: a readiness
     # probe must answer, not hang behind a lock or a slow catalog.

@@ -417,6 +417,25 @@ def register_finding_producer(producer: FindingProducer) -> FindingProducer:
     return producer
 
 
+# --- tenant_index_stats (issue #4): producers that need every alias at once ---------------
+# W001 ("unused") must see a primary and its replicas together: an index scanned only on a
+# replica is used. These run once per check, after every alias's snapshot was taken.
+DatabaseSetProducer = Callable[
+    [Sequence[tuple[Sequence[TenantTable], CatalogSnapshot]]], Iterable[Finding]
+]
+DATABASE_SET_PRODUCERS: list[DatabaseSetProducer] = []
+
+
+def register_database_set_producer(producer: DatabaseSetProducer) -> DatabaseSetProducer:
+    """Add a producer that sees every checked alias's snapshot at once; idempotent."""
+    if producer not in DATABASE_SET_PRODUCERS:
+        DATABASE_SET_PRODUCERS.append(producer)
+    return producer
+
+
+# --- end tenant_index_stats ---------------------------------------------------------------
+
+
 def tenant_tables_for(alias: str, app_labels: Sequence[str] | None = None) -> list[TenantTable]:
     """The declared tenant tables to look for on one alias, one copy per configured schema."""
     tables = declared_tenant_tables(alias, app_labels)
@@ -477,6 +496,7 @@ def check_databases(
     database_reports: list[DatabaseReport] = []
     indexes: list[IndexReport] = []
     findings: list[Finding] = []
+    checked: list[tuple[Sequence[TenantTable], CatalogSnapshot]] = []
     for alias in aliases:
         started = time.perf_counter()
         vendor = connections[alias].vendor
@@ -498,6 +518,7 @@ def check_databases(
         indexes.extend(index_reports(tables, snapshot))
         for producer in producers:
             findings.extend(producer(tables, snapshot))
+        checked.append((tables, snapshot))  # tenant_index_stats (issue #4)
         database_reports.append(
             DatabaseReport(
                 alias=alias,
@@ -508,6 +529,8 @@ def check_databases(
                 duration_seconds=time.perf_counter() - started,
             )
         )
+    for set_producer in DATABASE_SET_PRODUCERS:  # tenant_index_stats (issue #4)
+        findings.extend(set_producer(checked))
     return HealthReport(
         status=overall_status(database_reports, findings),
         databases=tuple(database_reports),

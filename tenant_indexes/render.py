@@ -161,3 +161,177 @@ def render_prometheus(report: HealthReport) -> str:
             f'level="{level}"}} {count}'
         )
     return "\n".join(out) + "\n"
+
+
+# --- tenant_index_stats (issue #4): usage report renderers --------------------------------
+
+
+def _size(size_bytes: int) -> str:
+    value = float(size_bytes)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size_bytes} B"  # pragma: no cover
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return lines
+
+
+def render_usage_text(report: Any, style: Any = None) -> str:
+    """A :class:`~tenant_indexes.usage.UsageReport` as readable tables.
+
+    Args:
+        report: the usage report.
+        style: a Django ``Style``; ``None`` for no colour.
+
+    Returns:
+        The text, ending with a newline.
+    """
+    style = style or no_style()
+    lines: list[str] = []
+    for db in report.databases:
+        if db.error:
+            lines.append(_paint(style, "ERROR", f"{db.alias}: could not read: {db.error}"))
+        else:
+            lines.append(f"{db.alias}: {db.vendor} {db.server_version}, {db.tables} table(s)")
+    for age in report.statistics:
+        days = age.age.total_seconds() / 86400
+        young = age.age < report.stats_min_age
+        text = (
+            f"statistics of {age.alias}: {days:.1f} days old (since {age.since:%Y-%m-%d %H:%M} "
+            f"UTC, {age.source})"
+        )
+        if young:
+            text += " - too young to judge unused indexes"
+        lines.append(_paint(style, "WARNING", text) if young else text)
+    if report.indexes:
+        lines.append("")
+        rows = [
+            (
+                f"{s.index.schema}.{s.index.table}",
+                s.index.name,
+                _size(s.index.size_bytes),
+                str(s.idx_scan),
+                str(s.idx_tup_read),
+                str(s.idx_tup_fetch),
+                s.as_dict()["last_idx_scan"] or "never",
+                s.unused.value
+                + (f"; redundant to {s.redundant_to}" if s.redundant_to else "")
+                + (" (acknowledged)" if s.redundancy_acknowledged else ""),
+            )
+            for s in report.indexes
+        ]
+        headers = ("TABLE", "INDEX", "SIZE", "SCANS", "TUP_READ", "TUP_FETCH", "LAST_SCAN", "USE")
+        table = _table(headers, rows)
+        lines.append(_paint(style, "MIGRATE_HEADING", table[0]))
+        lines.extend(table[1:])
+    if report.tables:
+        lines.append("")
+        rows = []
+        for t in report.tables:
+            share = t.seq_scan_share
+            plan = ""
+            if t.plan is not None:
+                plan = (
+                    "no rows"
+                    if t.plan.tenant is None
+                    else ", ".join(t.plan.index_names) or " > ".join(t.plan.node_types)
+                )
+            rows.append(
+                (
+                    f"{t.schema}.{t.table}",
+                    str(t.n_live_tup),
+                    _size(t.total_bytes),
+                    str(t.seq_scan),
+                    str(t.idx_scan),
+                    f"{share:.0%}" if share is not None else "-",
+                    plan,
+                )
+            )
+        table = _table(("TABLE", "LIVE_ROWS", "SIZE", "SEQ_SCAN", "IDX_SCAN", "SEQ%", "PLAN"), rows)
+        lines.append(_paint(style, "MIGRATE_HEADING", table[0]))
+        lines.extend(table[1:])
+    if report.findings:
+        lines.append("")
+        for f in report.findings:
+            where = f"{f.database}:{f.table}" + (f".{f.index}" if f.index else "")
+            lines.append(_paint(style, _LEVEL_STYLE[f.level], f"{f.id} {where}: {f.message}"))
+            lines.append(f"    HINT: {f.hint}")
+    lines.append("")
+    counts = f"{len(report.indexes)} index(es), {len(report.findings)} finding(s)"
+    lines.append(
+        _paint(style, _STATUS_STYLE.get(report.status, "ERROR"), f"status: {report.status}")
+        + f" ({counts})"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def render_usage_prometheus(report: Any) -> str:
+    """Usage gauges per index and per table (labelled by database, table, index; no tenant).
+
+    Gauges: ``tenant_indexes_status``, ``tenant_indexes_index_scans``,
+    ``tenant_indexes_index_size_bytes``, ``tenant_indexes_table_seq_scans``,
+    ``tenant_indexes_table_idx_scans``, ``tenant_indexes_statistics_age_seconds`` and
+    ``tenant_indexes_findings{id}``.
+    """
+    out = [
+        "# HELP tenant_indexes_status Overall result: 0 ok, 1 warning, 2 error, 3 unknown.",
+        "# TYPE tenant_indexes_status gauge",
+        f"tenant_indexes_status {_STATUS_CODE.get(report.status, 3)}",
+        "# HELP tenant_indexes_statistics_age_seconds Age of the statistics per database.",
+        "# TYPE tenant_indexes_statistics_age_seconds gauge",
+    ]
+    for age in report.statistics:
+        out.append(
+            f'tenant_indexes_statistics_age_seconds{{database="{_label(age.alias)}"}} '
+            f"{int(age.age.total_seconds())}"
+        )
+    for metric, help_text, value in (
+        ("index_scans", "Index scans summed over the databases.", lambda s: s.idx_scan),
+        ("index_size_bytes", "Index size on disk.", lambda s: s.index.size_bytes),
+    ):
+        out += [
+            f"# HELP tenant_indexes_{metric} {help_text}",
+            f"# TYPE tenant_indexes_{metric} gauge",
+        ]
+        for s in report.indexes:
+            out.append(
+                f'tenant_indexes_{metric}{{schema="{_label(s.index.schema)}",'
+                f'table="{_label(s.index.table)}",index="{_label(s.index.name)}"}} {value(s)}'
+            )
+    for metric, help_text, value in (
+        ("table_seq_scans", "Sequential scans summed over the databases.", lambda t: t.seq_scan),
+        ("table_idx_scans", "Index scans summed over the databases.", lambda t: t.idx_scan),
+    ):
+        out += [
+            f"# HELP tenant_indexes_{metric} {help_text}",
+            f"# TYPE tenant_indexes_{metric} gauge",
+        ]
+        for t in report.tables:
+            out.append(
+                f'tenant_indexes_{metric}{{schema="{_label(t.schema)}",'
+                f'table="{_label(t.table)}"}} {value(t)}'
+            )
+    out += [
+        "# HELP tenant_indexes_findings Findings by id.",
+        "# TYPE tenant_indexes_findings gauge",
+    ]
+    counts: dict[tuple[str, str, str], int] = {}
+    for f in report.findings:
+        key = (f.database, f.id, f.level.value)
+        counts[key] = counts.get(key, 0) + 1
+    for (database, finding_id, level), count in sorted(counts.items()):
+        out.append(
+            f'tenant_indexes_findings{{database="{_label(database)}",id="{_label(finding_id)}",'
+            f'level="{level}"}} {count}'
+        )
+    return "\n".join(out) + "\n"
+
+
+# --- end tenant_index_stats ---------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""``manage.py tenant_index_stats`` on the run's real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django.test import override_settings
+
+SEED_REDUNDANT = {
+    "idx_customers_tenant_id": "idx_customers_tenant_status",
+    "idx_tickets_tenant_id": "idx_tickets_tenant_status",
+}
+
+
+def _stats(*args: str) -> tuple[int, str]:
+    out = StringIO()
+    try:
+        call_command("tenant_index_stats", *args, stdout=out, stderr=StringIO())
+    except CommandError as e:
+        return e.returncode, out.getvalue()
+    return 0, out.getvalue()
+
+
+def _json(*args: str) -> tuple[int, dict[str, Any]]:
+    code, text = _stats("--format", "json", *args)
+    return code, json.loads(text)
+
+
+@pytest.mark.django_db
+def test_stats__json_has_the_documented_shape_and_the_seed_redundancy() -> None:
+    code, doc = _json("--database", "default", "tenant_indexes")
+    assert code == 0  # W002 is a warning; the default fail level is error
+    assert doc["status"] == "warning"
+    assert {"status", "databases", "indexes", "findings", "tables", "statistics"} <= set(doc)
+    assert doc["databases"][0]["alias"] == "default"
+    w002 = {f["index"]: f for f in doc["findings"] if f["id"] == "tenant_indexes.W002"}
+    assert set(w002) == set(SEED_REDUNDANT)
+    for name, other in SEED_REDUNDANT.items():
+        assert other in w002[name]["message"]
+        assert "narrower (tenant_id) index can still win" in w002[name]["hint"]
+        assert "ACKNOWLEDGED_REDUNDANT" in w002[name]["hint"]
+    names = {ix["name"] for ix in doc["indexes"]}
+    assert {"idx_users_tenant_id", "users_pkey", "idx_messages_ticket_tenant"} <= names
+    users = next(ix for ix in doc["indexes"] if ix["name"] == "idx_users_tenant_id")
+    for key in ("idx_scan", "idx_tup_read", "idx_tup_fetch", "size_bytes", "last_idx_scan"):
+        assert key in users
+    if connection.pg_version < 160000:
+        assert users["last_idx_scan"] == "unknown"
+
+
+@pytest.mark.django_db
+def test_stats__acknowledged_redundancy_keeps_the_check_green() -> None:
+    with override_settings(TENANT_INDEXES={"ACKNOWLEDGED_REDUNDANT": list(SEED_REDUNDANT)}):
+        code, doc = _json("--database", "default", "--fail-level", "warning", "tenant_indexes")
+    assert [f["id"] for f in doc["findings"]] == []
+    assert (code, doc["status"]) == (0, "ok")
+    acknowledged = {ix["name"] for ix in doc["indexes"] if ix["redundancy_acknowledged"]}
+    assert acknowledged == set(SEED_REDUNDANT)
+
+
+@pytest.mark.django_db
+def test_stats__warnings_fail_at_fail_level_warning() -> None:
+    code, _ = _stats("--database", "default", "--fail-level", "warning", "tenant_indexes")
+    assert code == 1
+
+
+@pytest.mark.django_db
+def test_stats__sort_by_size_and_by_scans() -> None:
+    _, by_size = _json("--database", "default", "--sort", "size")
+    sizes = [ix["size_bytes"] for ix in by_size["indexes"]]
+    assert sizes == sorted(sizes, reverse=True)
+    _, by_scans = _json("--database", "default", "--sort", "scans")
+    scans = [ix["idx_scan"] for ix in by_scans["indexes"]]
+    assert scans == sorted(scans, reverse=True)
+
+
+@pytest.mark.django_db
+def test_stats__text_and_prometheus_render() -> None:
+    code, text = _stats("--database", "default", "tenant_indexes")
+    assert code == 0
+    assert "idx_tickets_tenant_id" in text and "tenant_indexes.W002" in text
+    assert "statistics of default" in text
+    code, prom = _stats("--database", "default", "--format", "prometheus")
+    assert code == 0
+    assert 'tenant_indexes_index_scans{schema="public",table="users",index="users_pkey"}' in prom
+    assert "tenant_indexes_statistics_age_seconds" in prom
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--database", "nope"], "unknown database alias 'nope'"),
+        (["no_such_app"], "unknown app label 'no_such_app'"),
+    ],
+)
+def test_stats__bad_input_exits_2_with_a_message(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError) as e:
+        call_command("tenant_index_stats", *args, stdout=StringIO())
+    assert e.value.returncode == 2
+    assert message in str(e.value)
+
+
+@pytest.mark.django_db
+def test_stats__explain_flags_a_large_table_without_a_tenant_index() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO tenants (id, name, slug, created_at) "
+                       "SELECT gen_random_uuid(), 't' || g, 't' || g, now() "
+                       "FROM generate_series(1, 50) g")  # fmt: skip
+        cursor.execute(
+            "INSERT INTO files (tenant_id, name, size, content_type, storage_key, created_at) "
+            "SELECT t.id, 'f', 1, 'text/plain', t.id::text || '/' || g, now() "
+            "FROM tenants t CROSS JOIN generate_series(1, 100) g"
+        )
+        cursor.execute(
+            "INSERT INTO users (tenant_id, email, name, role, is_active, created_at) "
+            "SELECT t.id, g || '@x', '', 'agent', true, now() "
+            "FROM tenants t CROSS JOIN generate_series(1, 100) g"
+        )
+        cursor.execute("DROP INDEX idx_files_tenant_id")
+        cursor.execute("ANALYZE files")
+        cursor.execute("ANALYZE users")
+    with override_settings(TENANT_INDEXES={"SEQ_SCAN_MIN_ROWS": 1000}):
+        _, doc = _json("--database", "default", "--explain", "tenant_indexes")
+    tables = {t["table"]: t for t in doc["tables"]}
+    with connection.cursor() as cursor:  # the EXPLAIN asked about a real tenant of the table
+        cursor.execute(
+            "SELECT count(*) FROM files WHERE tenant_id = %s",
+            [tables["files"]["explain"]["tenant"]],
+        )
+        assert cursor.fetchone()[0] == 100
+    assert tables["users"]["explain"]["uses_tenant_index"] is True
+    assert tables["users"]["explain"]["indexes"] == ["idx_users_tenant_id"]
+    assert tables["files"]["explain"]["uses_tenant_index"] is False
+    assert tables["audit_logs"]["explain"]["tenant"] is None  # no rows: nothing to ask
+    w011 = [f["table"] for f in doc["findings"] if f["id"] == "tenant_indexes.W011"]
+    assert w011 == ["files"]
+
+
+@pytest.mark.django_db
+def test_stats__non_postgresql_alias_exits_2_saying_postgresql_is_needed() -> None:
+    code, out = _stats("--database", "sqlite", "--format", "json")
+    assert code == 2
+    doc = json.loads(out)
+    assert doc["status"] == "unknown"
+    assert "need PostgreSQL" in doc["databases"][0]["error"]
+
+
+@pytest.mark.django_db
+def test_stats__locked_table_ends_in_lock_timeout_and_exit_2_not_a_hang() -> None:
+    # pg_relation_size() must wait for this lock held by another session; lock_timeout ends
+    # the wait, so the report says "could not check" instead of hanging.
+    import psycopg
+
+    params = connection.get_connection_params()
+    with psycopg.connect(**{**params, "autocommit": False}) as other:
+        other.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        with override_settings(TENANT_INDEXES={"CHECK_LOCK_TIMEOUT_MS": 100}):
+            code, out = _stats("--database", "default", "--format", "json")
+        assert code == 2
+        assert "lock timeout" in json.loads(out)["databases"][0]["error"]
+        other.rollback()

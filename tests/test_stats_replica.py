@@ -1,0 +1,167 @@
+"""Usage summed over a primary and a REAL streaming replica (pg_basebackup + hot standby).
+
+The pair comes from :mod:`tests.replica`, not from the run's server: a standby must run the
+primary's major version and the pgserver binaries are the ones every machine has. The two
+aliases are added to Django's connections for this module only, and the app's tables are
+migrated onto the primary (the standby gets them by replaying its WAL).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connections
+from django.test import override_settings
+
+from tenant_indexes.catalog import usage_snapshot
+from tenant_indexes.usage import UnusedVerdict, UsageThresholds, analyse_usage
+from tests.replica import ReplicaPair, start_replica_pair
+
+PRIMARY, REPLICA = "stats_primary", "stats_replica"
+TABLES = {("public", "users"): "tenant_id", ("public", "files"): "tenant_id"}
+# A standby that has just started has young statistics by definition; these tests are about
+# where the scans happened, so the age requirement is lifted.
+JUDGE_NOW = {"STATS_MIN_AGE_DAYS": 0}
+
+
+@pytest.fixture(scope="module")
+def replica(django_db_blocker: Any) -> Iterator[ReplicaPair]:
+    """A primary with the app migrated, a hot standby streaming from it, as two aliases."""
+    from django.conf import settings
+
+    pair = start_replica_pair()
+    added: dict[str, dict[str, Any]] = {}
+    try:
+        base = copy.deepcopy(connections["default"].settings_dict)
+        added[PRIMARY] = pair.database_settings(base, standby=False)
+        added[REPLICA] = pair.database_settings(base, standby=True)
+        for alias, conf in added.items():
+            # Often the same dict (Django configures settings.DATABASES in place); set both.
+            settings.DATABASES[alias] = conf
+            connections.settings[alias] = conf
+        with django_db_blocker.unblock():
+            call_command("migrate", database=PRIMARY, verbosity=0)
+            with connections[PRIMARY].cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO tenants (id, name, slug, created_at) "
+                    "VALUES ('00000000-0000-0000-0000-000000000001', 'a', 'a', now())"
+                )
+                cursor.execute(
+                    "INSERT INTO users (tenant_id, email, name, role, is_active, created_at) "
+                    "SELECT '00000000-0000-0000-0000-000000000001', g || '@x', '', 'agent', "
+                    "true, now() FROM generate_series(1, 50) g"
+                )
+            pair.wait_for_replay()
+            yield pair
+    finally:
+        try:
+            for alias in added:
+                connections[alias].close()
+                del connections[alias]
+                connections.settings.pop(alias, None)
+                settings.DATABASES.pop(alias, None)
+        finally:
+            pair.stop()  # whatever happened above: never leave the two servers running
+
+
+def _scan_users_on(alias: str) -> None:
+    """Run a tenant query on ``alias`` that scans idx_users_tenant_id, and flush its counters."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # a 50-row table would be read whole
+        cursor.execute(
+            "SELECT count(*) FROM users WHERE tenant_id = '00000000-0000-0000-0000-000000000001'"
+        )
+        assert cursor.fetchone()[0] == 50
+        cursor.execute("RESET enable_seqscan")
+        # Counters are flushed when the backend goes idle; this forces the next flush, which
+        # happens before the server answers, so no sleep is needed.
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+
+
+def _idx_scan(alias: str, index: str) -> int:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s", [index])
+        return cursor.fetchone()[0]
+
+
+def test_replica__is_a_real_streaming_standby(replica: ReplicaPair, django_db_blocker) -> None:
+    with django_db_blocker.unblock():
+        with connections[REPLICA].cursor() as cursor:
+            cursor.execute("SELECT pg_is_in_recovery(), status FROM pg_stat_wal_receiver")
+            assert cursor.fetchone() == (True, "streaming")
+            cursor.execute("SELECT count(*) FROM users")
+            assert cursor.fetchone()[0] == 50
+
+
+def test_w001__index_used_only_on_the_replica_is_not_unused(
+    replica: ReplicaPair, django_db_blocker: Any
+) -> None:
+    with django_db_blocker.unblock():
+        with connections[PRIMARY].cursor() as cursor:
+            cursor.execute("SELECT pg_stat_reset()")  # the primary: no scan of it at all
+        _scan_users_on(REPLICA)
+        primary_scans = _idx_scan(PRIMARY, "idx_users_tenant_id")
+        replica_scans = _idx_scan(REPLICA, "idx_users_tenant_id")
+        assert (primary_scans, replica_scans >= 1) == (0, True)
+
+        snapshots = [usage_snapshot(a, list(TABLES)) for a in (PRIMARY, REPLICA)]
+        assert snapshots[1].server.in_recovery and not snapshots[0].server.in_recovery
+        thresholds = UsageThresholds(stats_min_age=UsageThresholds().stats_min_age * 0)
+
+        alone, _, _ = analyse_usage(snapshots[:1], TABLES, thresholds)
+        both, _, _ = analyse_usage(snapshots, TABLES, thresholds)
+    verdict_alone = {s.index.name: s.unused for s in alone}
+    verdict_both = {s.index.name: s for s in both}
+    # The primary alone would call it unused; with the replica it is used.
+    assert verdict_alone["idx_users_tenant_id"] is UnusedVerdict.UNUSED
+    users = verdict_both["idx_users_tenant_id"]
+    assert users.unused is UnusedVerdict.USED
+    assert users.per_alias == {PRIMARY: 0, REPLICA: replica_scans}
+    assert users.idx_scan == replica_scans
+    # The control: an index nobody scanned stays unused across both.
+    assert verdict_both["idx_files_tenant_id"].unused is UnusedVerdict.UNUSED
+
+
+def test_stats_command__aggregates_primary_and_replica(
+    replica: ReplicaPair, django_db_blocker: Any
+) -> None:
+    with django_db_blocker.unblock():
+        _scan_users_on(REPLICA)
+        replica_scans = _idx_scan(REPLICA, "idx_users_tenant_id")
+        primary_scans = _idx_scan(PRIMARY, "idx_users_tenant_id")
+        out = StringIO()
+        with override_settings(TENANT_INDEXES=JUDGE_NOW):
+            try:
+                call_command(
+                    "tenant_index_stats",
+                    "tenant_indexes",
+                    "--database",
+                    PRIMARY,
+                    "--database",
+                    REPLICA,
+                    "--format",
+                    "json",
+                    stdout=out,
+                )
+                code = 0
+            except CommandError as e:
+                code = e.returncode
+    doc = json.loads(out.getvalue())
+    assert code == 0
+    assert [d["alias"] for d in doc["databases"]] == [PRIMARY, REPLICA]
+    assert [s["alias"] for s in doc["statistics"]["databases"]] == [PRIMARY, REPLICA]
+    users = next(ix for ix in doc["indexes"] if ix["name"] == "idx_users_tenant_id")
+    assert users["idx_scan_by_database"] == {PRIMARY: primary_scans, REPLICA: replica_scans}
+    assert users["idx_scan"] == primary_scans + replica_scans
+    assert users["unused"] == "used"
+    unused = {f["index"] for f in doc["findings"] if f["id"] == "tenant_indexes.W001"}
+    assert "idx_users_tenant_id" not in unused
+    assert "idx_files_tenant_id" in unused
