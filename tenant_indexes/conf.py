@@ -16,6 +16,29 @@ from django.dispatch import receiver
 DEFAULTS: dict[str, Any] = {
     # Column that identifies the tenant in every tenant-scoped table.
     "TENANT_COLUMN": "tenant_id",
+    # --- Health-check view and django-health-check backend (views.py) ------------------
+    # Database aliases and app labels the probe checks; None means what
+    # check_tenant_indexes checks without --database.
+    "HEALTH_DATABASES": None,
+    "HEALTH_APP_LABELS": None,
+    # "error": only errors make the probe unhealthy; "warning": warnings do too.
+    "HEALTH_FAIL_LEVEL": "error",
+    # Seconds a result is reused, so a burst of probes costs one catalog pass. 0 disables.
+    "HEALTH_CACHE_SECONDS": 5,
+    # Django cache alias to share results between worker processes; None keeps them
+    # in the process.
+    "HEALTH_CACHE_ALIAS": None,
+    # Bearer token(s) that unlock the details (str or a list, for rotation); None: staff only.
+    "HEALTH_TOKEN": None,
+    # Bounds of one catalog pass on its own connection: libpq connect_timeout (2 is the
+    # smallest libpq honours) and the server-side statement_timeout, in seconds.
+    "HEALTH_CONNECT_TIMEOUT": 2,
+    # None skips the startup option, for poolers that reject it (PgBouncer).
+    "HEALTH_STATEMENT_TIMEOUT": 2,
+    # Wall-clock bound of one pass: past it the probe answers 503 "unknown" and the
+    # worker is free; the pass's own thread ends at its connect/statement timeout.
+    "HEALTH_TIMEOUT": 5,
+    # --- end of the health-check block ---------------------------------------------------
 }
 
 
