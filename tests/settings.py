@@ -34,3 +34,7 @@ else:
             "HOST": EMBEDDED_HOST,
         }
     }
+
+# --- Health-check surfaces (tests/test_views.py, tests/test_health_check_backend.py) --------
+ROOT_URLCONF = "tests.urls"
+# --- end of the health-check block ----------------------------------------------------------
