@@ -137,8 +137,6 @@ def run_bounded_pass() -> ProbeResult:
                 outcome["result"] = _result_from_report(_check(config), config)
         except Exception as e:  # a probe answers "could not check", it never raises
             outcome["error"] = e
-        finally:
-            connections.close_all()
 
     worker = threading.Thread(target=run_pass, name="tenant-indexes-health", daemon=True)
     worker.start()
@@ -220,14 +218,21 @@ def _store_result(config: dict[str, Any], result: ProbeResult) -> None:
 def _bounded_connections(config: dict[str, Any]) -> Iterator[None]:
     """Give this thread a bounded, dedicated connection wrapper for each PostgreSQL alias.
 
-    Only this (helper) thread sees the replacements; they are never pooled nor reused.
+    Only this (helper) thread sees the replacements; they are closed when the pass ends,
+    never pooled nor reused.
     """
-    for alias in connections:
-        wrapper = connections[alias]
-        if wrapper.vendor == "postgresql":
-            bounded = _bounded_settings(wrapper.settings_dict, config)
-            connections[alias] = type(wrapper)(bounded, alias)
-    yield
+    opened = []
+    try:
+        for alias in list(connections):
+            wrapper = connections[alias]
+            if wrapper.vendor == "postgresql":
+                bounded = _bounded_settings(wrapper.settings_dict, config)
+                wrapper = connections[alias] = type(wrapper)(bounded, alias)
+            opened.append(wrapper)
+        yield
+    finally:
+        for wrapper in opened:
+            wrapper.close()
 
 
 def _bounded_settings(settings_dict: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
