@@ -42,11 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_CACHE_ALIAS": None,
     # Bearer token(s) that unlock the details (str or a list, for rotation); None: staff only.
     "HEALTH_TOKEN": None,
-    # Bounds of one catalog pass on its own connection: libpq connect_timeout (2 is the
-    # smallest libpq honours) and the server-side statement_timeout, in seconds.
+    # libpq connect_timeout of the probe's own connection, in seconds (2 is the smallest
+    # libpq honours); statements are bounded by CHECK_STATEMENT_TIMEOUT_MS/CHECK_LOCK_TIMEOUT_MS.
     "HEALTH_CONNECT_TIMEOUT": 2,
-    # None skips the startup option, for poolers that reject it (PgBouncer).
-    "HEALTH_STATEMENT_TIMEOUT": 2,
     # Wall-clock bound of one pass: past it the probe answers 503 "unknown" and the
     # worker is free; the pass's own thread ends at its connect/statement timeout.
     "HEALTH_TIMEOUT": 5,

@@ -13,9 +13,9 @@ probe every few seconds:
 - **One catalog pass per burst.** The result is reused for ``HEALTH_CACHE_SECONDS``; callers
   that arrive while a pass runs wait for it instead of starting their own.
 - **Bounded.** A pass runs on its own short-lived connection with a libpq
-  ``connect_timeout`` and a server-side ``statement_timeout``, in a helper thread the
-  request waits for at most ``HEALTH_TIMEOUT`` seconds. A database that is down gives 503,
-  never a hung worker.
+  ``connect_timeout`` (its statements carry the check's own ``statement_timeout`` and
+  ``lock_timeout``), in a helper thread the request waits for at most ``HEALTH_TIMEOUT``
+  seconds. A database that is down gives 503, never a hung worker.
 - **No schema details for strangers.** Anonymous callers get ``{"status": ...}`` only; staff
   users and callers presenting a configured bearer token get the whole document.
 
@@ -42,7 +42,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from . import health
 from .conf import get_config
+from .health import HealthReport
+from .render import render_prometheus
 
 logger = logging.getLogger(__name__)
 
@@ -151,23 +154,20 @@ def run_bounded_pass() -> ProbeResult:
     return outcome["result"]
 
 
-def _check(config: dict[str, Any]) -> Any:
-    # Looked up at call time so the core stays the single implementation of the check.
-    from . import health
-
+def _check(config: dict[str, Any]) -> HealthReport:
+    # Through the module attribute, so the one core call stays the one implementation (and
+    # tests can count the passes by wrapping it).
     return health.check_databases(
         databases=config["HEALTH_DATABASES"], app_labels=config["HEALTH_APP_LABELS"]
     )
 
 
-def _result_from_report(report: Any, config: dict[str, Any]) -> ProbeResult:
-    from .render import render_prometheus
-
+def _result_from_report(report: HealthReport, config: dict[str, Any]) -> ProbeResult:
     return ProbeResult(
         status=report.status,
         healthy=report.exit_code(config["HEALTH_FAIL_LEVEL"]) == 0,
         document=report.as_dict(),
-        prometheus=render_prometheus(report),
+        prometheus=render_prometheus(report) + _probe_completed_gauge(True),
         checked_at=time.time(),
     )
 
@@ -182,18 +182,28 @@ def _failed_result(message: str) -> ProbeResult:
         "message": f"Tenant index health could not be checked: {message}.",
         "hint": "Is the database reachable? Run check_tenant_indexes for the full report.",
     }
+    # The overall gauge of render_prometheus with its "unknown" value, so one alert rule
+    # covers both a database that could not be checked and a probe that did not finish.
     prometheus = (
-        "# HELP tenant_indexes_health_check_completed 1 if the health probe finished its "
-        "catalog pass.\n"
-        "# TYPE tenant_indexes_health_check_completed gauge\n"
-        "tenant_indexes_health_check_completed 0\n"
+        "# HELP tenant_indexes_status Overall result: 0 ok, 1 warning, 2 error, 3 unknown.\n"
+        "# TYPE tenant_indexes_status gauge\n"
+        "tenant_indexes_status 3\n"
     )
     return ProbeResult(
         status="unknown",
         healthy=False,
         document={"status": "unknown", "databases": [], "indexes": [], "findings": [finding]},
-        prometheus=prometheus,
+        prometheus=prometheus + _probe_completed_gauge(False),
         checked_at=time.time(),
+    )
+
+
+def _probe_completed_gauge(completed: bool) -> str:
+    return (
+        "# HELP tenant_indexes_probe_completed 1 when the health probe finished its catalog "
+        "pass within HEALTH_TIMEOUT.\n"
+        "# TYPE tenant_indexes_probe_completed gauge\n"
+        f"tenant_indexes_probe_completed {int(completed)}\n"
     )
 
 
@@ -240,14 +250,12 @@ def _bounded_settings(settings_dict: dict[str, Any], config: dict[str, Any]) -> 
     options = dict(bounded.get("OPTIONS") or {})
     # A dedicated connection that is closed after the pass: never the application's pool.
     options.pop("pool", None)
-    connect_timeout = config["HEALTH_CONNECT_TIMEOUT"]
+    # The probe's bound, or the alias's own connect_timeout when that is tighter. libpq
+    # takes whole seconds and treats 1 as 2.
+    connect_timeout = max(int(config["HEALTH_CONNECT_TIMEOUT"]), 1)
     if options.get("connect_timeout"):
         connect_timeout = min(int(options["connect_timeout"]), connect_timeout)
     options["connect_timeout"] = connect_timeout
-    if config["HEALTH_STATEMENT_TIMEOUT"] is not None:
-        milliseconds = int(config["HEALTH_STATEMENT_TIMEOUT"] * 1000)
-        startup = options.get("options", "")
-        options["options"] = f"{startup} -c statement_timeout={milliseconds}".strip()
     bounded["OPTIONS"] = options
     bounded["CONN_MAX_AGE"] = 0
     bounded["CONN_HEALTH_CHECKS"] = False
