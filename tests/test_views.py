@@ -41,6 +41,10 @@ def health_settings(settings: Any) -> Any:
 
 @pytest.fixture
 def count_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    return install_pass_counter(monkeypatch)
+
+
+def install_pass_counter(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count catalog passes: every call of the core check, which still does the real work."""
     calls: list[int] = []
     real_check = health.check_databases
@@ -165,6 +169,10 @@ def test_view__dropped_index_answers_503_and_rebuilt_answers_200_again(
 
 @pytest.fixture
 def warning_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    add_warning_finding(monkeypatch)
+
+
+def add_warning_finding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every pass also reports one warning, through the core's finding-producer hook."""
 
     def one_warning(tables: Any, snapshot: Any) -> list[health.Finding]:
