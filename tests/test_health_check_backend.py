@@ -15,6 +15,7 @@ from tenant_indexes.contrib.health_check import TenantIndexes  # noqa: E402
 from tenant_indexes.views import clear_health_cache  # noqa: E402
 from tests.test_views import (  # noqa: E402
     DROPPED,
+    SEED_APP_ON_DEFAULT,
     add_warning_finding,
     closed_port,
     extra_alias,
@@ -34,7 +35,7 @@ def _fresh_health_cache() -> Iterator[None]:
 
 @pytest.fixture
 def default_only(settings: Any) -> Any:
-    settings.TENANT_INDEXES = {"HEALTH_DATABASES": ["default"]}
+    settings.TENANT_INDEXES = {**SEED_APP_ON_DEFAULT}
     return settings
 
 
@@ -77,7 +78,7 @@ def test_backend__fail_level_warning_makes_a_warning_unavailable(
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     add_warning_finding(monkeypatch)
-    settings.TENANT_INDEXES = {"HEALTH_DATABASES": ["default"], "HEALTH_FAIL_LEVEL": "warning"}
+    settings.TENANT_INDEXES = {**SEED_APP_ON_DEFAULT, "HEALTH_FAIL_LEVEL": "warning"}
     with pytest.raises(ServiceUnavailable, match=r"tenant_indexes\.W001 x1"):
         TenantIndexes().run()
 
