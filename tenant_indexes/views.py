@@ -82,6 +82,9 @@ _pass_lock = threading.Lock()
 _local_cache: dict[str, tuple[float, ProbeResult]] = {}
 # Indirection so tests can move time forward without sleeping.
 _monotonic = time.monotonic
+# Helper threads of passes that timed out and may still hold a connection.
+_abandoned_passes: list[threading.Thread] = []
+_abandoned_lock = threading.Lock()
 
 
 def probe_health() -> ProbeResult:
@@ -125,13 +128,19 @@ def run_bounded_pass() -> ProbeResult:
     """Run one catalog pass in a helper thread and wait for it at most ``HEALTH_TIMEOUT``.
 
     The helper thread opens its own connections (Django connections are per thread) with
-    the configured connect and statement timeouts and closes them when it ends, so the
-    caller's connection and transaction are never touched.
+    the configured connect timeout and closes them when it ends, so the caller's connection
+    and transaction are never touched. A pass that outlived ``HEALTH_TIMEOUT`` is left to
+    end at its own connect/statement timeouts; until it has, no new pass starts, so a slow
+    database never collects more than one abandoned pass per process.
 
     Returns:
         The result of the pass, or an ``"unknown"`` result when it timed out or failed.
     """
     config = _probe_config()
+    with _abandoned_lock:
+        _abandoned_passes[:] = [t for t in _abandoned_passes if t.is_alive()]
+        if _abandoned_passes:
+            return _failed_result("an earlier check that timed out is still running")
     outcome: dict[str, Any] = {}
 
     def run_pass() -> None:
@@ -145,6 +154,8 @@ def run_bounded_pass() -> ProbeResult:
     worker.start()
     worker.join(config["HEALTH_TIMEOUT"])
     if worker.is_alive():
+        with _abandoned_lock:
+            _abandoned_passes.append(worker)
         logger.warning("tenant index health check timed out after %ss", config["HEALTH_TIMEOUT"])
         return _failed_result(f"the check did not finish within {config['HEALTH_TIMEOUT']}s")
     if "error" in outcome:
