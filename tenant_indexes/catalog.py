@@ -7,6 +7,7 @@ database alias costs a constant number of queries, never one per table or index.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -116,25 +117,34 @@ class CatalogSnapshot:
     indexes: tuple[LiveIndex, ...]
     building: frozenset[str] = frozenset()
 
+    # Lookups are dictionaries built once per snapshot: at thousands of tables a linear scan
+    # per declared index would make the comparison quadratic.
+    @functools.cached_property
+    def _tables_by_request(self) -> dict[tuple[str | None, str], LiveTable]:
+        return {(t.requested_schema, t.name): t for t in self.tables}
+
+    @functools.cached_property
+    def _indexes_by_name(self) -> dict[tuple[str, str], LiveIndex]:
+        return {(ix.schema, ix.name): ix for ix in self.indexes}
+
+    @functools.cached_property
+    def _indexes_by_table(self) -> dict[tuple[str, str], tuple[LiveIndex, ...]]:
+        grouped: dict[tuple[str, str], list[LiveIndex]] = {}
+        for ix in self.indexes:
+            grouped.setdefault((ix.schema, ix.table), []).append(ix)
+        return {key: tuple(value) for key, value in grouped.items()}
+
     def table(self, schema: str | None, name: str) -> LiveTable | None:
         """The live table for a requested ``(schema or None, name)``, ``None`` if missing."""
-        for t in self.tables:
-            if t.name == name and t.requested_schema == schema:
-                return t
-        return None
+        return self._tables_by_request.get((schema, name))
 
     def indexes_of(self, table: LiveTable) -> tuple[LiveIndex, ...]:
         """Every index of one live table."""
-        return tuple(
-            ix for ix in self.indexes if ix.schema == table.schema and ix.table == table.name
-        )
+        return self._indexes_by_table.get((table.schema, table.name), ())
 
     def index(self, schema: str, name: str) -> LiveIndex | None:
         """The index called ``name`` in ``schema`` (index names are unique per schema)."""
-        for ix in self.indexes:
-            if ix.schema == schema and ix.name == name:
-                return ix
-        return None
+        return self._indexes_by_name.get((schema, name))
 
 
 # The requested tables, resolved the way the server would resolve the name: through the
