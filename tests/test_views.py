@@ -564,3 +564,15 @@ def test_pass__unexpected_error_answers_503_unknown_not_a_traceback(
     finding = response.json()["findings"][0]
     assert finding["id"] == views.PROBE_FAILED_ID
     assert "RuntimeError: boom" in finding["message"]
+
+
+@pytest.mark.django_db
+def test_pass__unknown_alias_in_settings_answers_503_with_the_reason(
+    client: Any, settings: Any
+) -> None:
+    settings.TENANT_INDEXES = {"HEALTH_TOKEN": TOKEN, "HEALTH_DATABASES": ["nope"]}
+    response = client.get(URL, **bearer())
+    assert response.status_code == 503
+    (finding,) = response.json()["findings"]
+    assert finding["id"] == views.PROBE_FAILED_ID
+    assert "unknown database alias 'nope'" in finding["message"]
