@@ -23,11 +23,19 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
+from django.core.exceptions import ImproperlyConfigured
+
+try:
+    from health_check.exceptions import ServiceUnavailable, ServiceWarning
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImproperlyConfigured(
+        "tenant_indexes.contrib.health_check needs django-health-check: "
+        "pip install 'tenant-indexes[health-check]'"
+    ) from e
 try:
     from health_check.base import HealthCheck  # django-health-check 4.x
 except ImportError:  # pragma: no cover - 3.24, the last 3.x, the only one for Django 4.2
     from health_check.backends import HealthCheck
-from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
 from ..views import ProbeResult, probe_health
 
