@@ -207,7 +207,11 @@ _SNAPSHOT_INDEXES_SQL = f"""
            ix.indisvalid, ix.indisready, ix.indislive,
            pg_get_indexdef(ix.indexrelid),
            i.relpages::bigint * current_setting('block_size')::bigint,
-           s.idx_scan, s.idx_tup_read, s.idx_tup_fetch,
+           -- The functions behind pg_stat_user_indexes, called directly: joining the view
+           -- re-joins pg_class, pg_index and pg_namespace for every index.
+           pg_stat_get_numscans(ix.indexrelid),
+           pg_stat_get_tuples_returned(ix.indexrelid),
+           pg_stat_get_tuples_fetched(ix.indexrelid),
            ix.indexrelid IN (SELECT index_relid FROM building)
       FROM pg_index ix
       JOIN tables ON tables.oid = ix.indrelid
@@ -218,7 +222,6 @@ _SNAPSHOT_INDEXES_SQL = f"""
       LEFT JOIN pg_constraint con
              ON con.conindid = ix.indexrelid AND con.conrelid = ix.indrelid
             AND con.contype IN ('p', 'u', 'x')
-      LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = ix.indexrelid
      ORDER BY n.nspname, t.relname, i.relname
 """
 
