@@ -47,6 +47,27 @@ DEFAULTS: dict[str, Any] = {
     # the tables are looked up on the connection's search_path.
     "CHECK_SCHEMAS": [],
     # --- end check_tenant_indexes ---
+    # --- Health-check view and django-health-check backend (views.py) ------------------
+    # Database aliases and app labels the probe checks; None means what
+    # check_tenant_indexes checks without --database.
+    "HEALTH_DATABASES": None,
+    "HEALTH_APP_LABELS": None,
+    # "error": only errors make the probe unhealthy; "warning": warnings do too.
+    "HEALTH_FAIL_LEVEL": "error",
+    # Seconds a result is reused, so a burst of probes costs one catalog pass. 0 disables.
+    "HEALTH_CACHE_SECONDS": 5,
+    # Django cache alias to share results between worker processes; None keeps them
+    # in the process.
+    "HEALTH_CACHE_ALIAS": None,
+    # Bearer token(s) that unlock the details (str or a list, for rotation); None: staff only.
+    "HEALTH_TOKEN": None,
+    # libpq connect_timeout of the probe's own connection, in seconds (2 is the smallest
+    # libpq honours); statements are bounded by CHECK_STATEMENT_TIMEOUT_MS/CHECK_LOCK_TIMEOUT_MS.
+    "HEALTH_CONNECT_TIMEOUT": 2,
+    # Wall-clock bound of one pass: past it the probe answers 503 "unknown" and the
+    # worker is free; the pass's own thread ends at its connect/statement timeout.
+    "HEALTH_TIMEOUT": 5,
+    # --- end of the health-check block ---------------------------------------------------
 }
 
 

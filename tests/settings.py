@@ -40,3 +40,7 @@ else:
 # check needs PostgreSQL (exit 2). Nothing connects to it unless a test asks for it.
 DATABASES["sqlite"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
 # --- end check_tenant_indexes ---
+
+# --- Health-check surfaces (tests/test_views.py, tests/test_health_check_backend.py) --------
+ROOT_URLCONF = "tests.urls"
+# --- end of the health-check block ----------------------------------------------------------

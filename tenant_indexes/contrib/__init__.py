@@ -1,0 +1,1 @@
+"""Optional integrations with other packages; each module imports its package lazily."""
