@@ -1,0 +1,240 @@
+"""Killed builds heal: ``manage.py migrate`` in a subprocess, killed at chosen build phases.
+
+The subprocess migrates the test database with ``tests/scenario_settings.py`` (which adds the
+``killed_build`` scenario app). Its ``0002`` builds a tenant index concurrently on a table of
+``ROWS`` rows. The test watches ``pg_stat_progress_create_index`` from its own session and,
+when the build reaches the phase under test, either terminates the build's backend
+(``pg_terminate_backend``) or kills the ``migrate`` process with SIGKILL. A blocker session
+holds the build in the waiting phases, so those kills are deterministic; the "building"
+phase needs enough rows to be observed. Then the index must be INVALID, nothing recorded,
+and the next ``migrate`` must heal it with the row count unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection, connections
+
+ROOT = Path(__file__).resolve().parent.parent
+ROWS = 400_000
+INDEX = "scenario_bulk_tenant_n"
+TABLE = "scenario_bulk_rows"
+DEADLINE = 60.0  # seconds any awaited state may take before the test fails
+
+# Lock waits long enough that a blocker never makes the build give up before the kill; a
+# short client check so that a build whose migrate was SIGKILLed stops while still waiting.
+SCENARIO_CONFIG = {
+    "BUILD_LOCK_TIMEOUT": "60s",
+    "BUILD_CLIENT_CHECK_INTERVAL": "100ms",
+    "BUILD_PROGRESS": "lines",
+    "BUILD_PROGRESS_INTERVAL": 1.0,
+}
+
+
+def _scenario_env() -> dict[str, str]:
+    db = connection.settings_dict
+    entry = {
+        "ENGINE": db["ENGINE"],
+        "NAME": db["NAME"],
+        "USER": db["USER"],
+        "PASSWORD": db["PASSWORD"],
+        "HOST": db["HOST"],
+        "PORT": db["PORT"],
+        # Small sort memory and no parallel workers: a slower, single-backend build.
+        "OPTIONS": {"options": "-c maintenance_work_mem=1MB -c max_parallel_maintenance_workers=0"},
+    }
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.scenario_settings",
+        "TENANT_INDEXES_SCENARIO_DB": json.dumps(entry),
+        "TENANT_INDEXES_SCENARIO_CONFIG": json.dumps(SCENARIO_CONFIG),
+        "PYTHONWARNINGS": "ignore",
+    }
+
+
+def _manage(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=_scenario_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _migrate(*args: str) -> tuple[int, str]:
+    proc = _manage("migrate", "killed_build", *args, "--no-input")
+    out, _ = proc.communicate(timeout=DEADLINE)
+    return proc.returncode, out
+
+
+def _query(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _wait_for(what: str, probe: Any) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail after ``DEADLINE`` seconds."""
+    ends = time.monotonic() + DEADLINE
+    while time.monotonic() < ends:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _index_state() -> tuple[bool, bool] | None:
+    rows = _query(
+        "SELECT x.indisvalid, x.indisready FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+        " WHERE i.relname = %s",
+        [INDEX],
+    )
+    return rows[0] if rows else None
+
+
+def _recorded() -> bool:
+    return bool(
+        _query("SELECT 1 FROM django_migrations WHERE app = 'killed_build' AND name LIKE '0002%%'")
+    )
+
+
+def _row_count() -> int:
+    return _query(f"SELECT count(*) FROM {TABLE}")[0][0]
+
+
+@pytest.fixture(scope="module")
+def bulk_table(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """The scenario table with ``ROWS`` rows, created once for the module, dropped after."""
+    with django_db_blocker.unblock():
+        code, out = _migrate("0001")
+        assert code == 0, out
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {TABLE} (tenant_id, n, payload) "
+                "SELECT ('00000000-0000-0000-0000-00000000000' || (g %% 10))::uuid, "
+                "       ((g::bigint * 7919) %% 1000003)::int, md5(g::text) "
+                "FROM generate_series(1, %s) AS g",
+                [ROWS],
+            )
+            cursor.execute(f"VACUUM ANALYZE {TABLE}")
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
+                cursor.execute("DELETE FROM django_migrations WHERE app = 'killed_build'")
+            connection.close()
+
+
+class _Blocker:
+    """A session that holds a build in one of its waiting phases until released."""
+
+    def __init__(self, kind: str) -> None:
+        self.session = connections.create_connection("default")
+        with self.session.cursor() as cursor:
+            if kind == "writer":  # held in "waiting for writers before build"
+                cursor.execute("BEGIN")
+                cursor.execute(f"UPDATE {TABLE} SET n = n WHERE id = 1")
+            else:  # an old snapshot: held in "waiting for old snapshots"
+                cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute("SELECT count(*) FROM django_migrations")
+
+    def release(self) -> None:
+        with self.session.cursor() as cursor:
+            cursor.execute("ROLLBACK")
+        self.session.close()
+
+
+PHASES = {
+    # phase under test: (blocker kind or None, predicate on the observed phase)
+    "waiting for writers": ("writer", lambda p: p == "waiting for writers before build"),
+    "building": ("snapshot", lambda p: p.startswith("building index")),
+    "waiting for old snapshots": ("snapshot", lambda p: p == "waiting for old snapshots"),
+}
+
+
+def _build_backend(accept: Any) -> int | None:
+    rows = _query(
+        "SELECT pid, phase FROM pg_stat_progress_create_index WHERE relid = to_regclass(%s)",
+        [TABLE],
+    )
+    for pid, phase in rows:
+        if accept(phase):
+            return pid
+    return None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("kill", "phase"),
+    [
+        ("terminate", "waiting for writers"),
+        ("terminate", "building"),
+        ("terminate", "waiting for old snapshots"),
+        ("sigkill", "waiting for writers"),
+        ("sigkill", "building"),
+    ],
+)
+def test_killed_build__index_is_invalid_then_migrate_heals_it(
+    bulk_table: None, kill: str, phase: str
+) -> None:
+    rows_before = _row_count()
+    blocker_kind, accept = PHASES[phase]
+    blocker = _Blocker(blocker_kind)
+    released = False
+    proc = _manage("migrate", "killed_build", "--no-input")
+    try:
+        build_pid = _wait_for(f"the build to reach {phase!r}", lambda: _build_backend(accept))
+        if kill == "terminate":
+            assert _query("SELECT pg_terminate_backend(%s)", [build_pid]) == [(True,)]
+            out, _ = proc.communicate(timeout=DEADLINE)
+            assert proc.returncode != 0, out
+            assert "terminat" in out, out
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=DEADLINE)
+            assert proc.returncode == -signal.SIGKILL
+            # The orphaned build goes on until it waits (here for the blocker), where
+            # client_connection_check_interval notices the dead client and stops it.
+            _wait_for(
+                "the orphaned build backend to exit",
+                lambda: not _query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [build_pid]),
+            )
+        blocker.release()
+        released = True
+        # The check of the check_tenant_indexes issue would report E002; the catalog says:
+        state = _index_state()
+        assert state is not None and state[0] is False, f"expected an INVALID index: {state}"
+        assert not _recorded()
+        assert _row_count() == rows_before
+
+        code, out = _migrate()
+        assert code == 0, out
+        assert f'dropping the INVALID index "{INDEX}"' in out, out
+        assert _index_state() == (True, True)
+        assert _recorded()
+        assert _row_count() == rows_before
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if not released:
+            blocker.release()
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP INDEX IF EXISTS {INDEX}")
+            cursor.execute(
+                "DELETE FROM django_migrations WHERE app = 'killed_build' AND name LIKE '0002%%'"
+            )
