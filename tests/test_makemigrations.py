@@ -101,6 +101,9 @@ def test_makemigrations__is_this_apps_command_and_still_reports_no_changes() -> 
     from django.core.management import get_commands
 
     assert get_commands()["makemigrations"] == "tenant_indexes"
+    assert get_commands()["migrate"] == "tenant_indexes"
+    # Django 5.2's commands.E001: both commands must share the autodetector.
+    call_command("check", stdout=StringIO())
     out = StringIO()
     call_command("makemigrations", "--check", "--dry-run", stdout=out)
     assert "No changes detected" in out.getvalue()
