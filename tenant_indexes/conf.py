@@ -16,6 +16,18 @@ from django.dispatch import receiver
 DEFAULTS: dict[str, Any] = {
     # Column that identifies the tenant in every tenant-scoped table.
     "TENANT_COLUMN": "tenant_id",
+    # --- check_tenant_indexes (issue #3) ---
+    # Bounds for the one read-only catalog pass per database, in milliseconds: a readiness
+    # probe must answer, not hang behind a lock or a slow catalog.
+    "CHECK_STATEMENT_TIMEOUT_MS": 5000,
+    "CHECK_LOCK_TIMEOUT_MS": 1000,
+    # Seconds to wait for a connection before the check reports the database as
+    # unreachable (exit 2). Applied only when the alias sets no connect_timeout itself.
+    "CHECK_CONNECT_TIMEOUT_S": 5,
+    # Schemas that each hold a copy of the tenant tables (schema-per-shard layouts). Empty:
+    # the tables are looked up on the connection's search_path.
+    "CHECK_SCHEMAS": [],
+    # --- end check_tenant_indexes ---
     # --- Safe online index builds (operations.py, repair_tenant_indexes) ---------------
     # lock_timeout of the build session: no lock wait of the build lasts longer.
     "BUILD_LOCK_TIMEOUT": "5s",

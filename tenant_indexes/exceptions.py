@@ -9,6 +9,34 @@ class TenantNotSetError(TenantIndexesError):
     """A tenant-scoped query was made without naming a tenant."""
 
 
+# --- check_tenant_indexes (issue #3) ----------------------------------------------------
+
+
+class CatalogUnavailable(TenantIndexesError):
+    """The live catalog of a database alias could not be read.
+
+    Raised for an unsupported backend (not PostgreSQL), an unreachable server, refused
+    credentials or a statement that timed out. ``check_databases`` turns it into a
+    ``DatabaseReport`` with an error and exit code 2; it never reaches the user as a
+    traceback.
+    """
+
+
+class UnsupportedDatabase(CatalogUnavailable):
+    """The alias is not a PostgreSQL database, so there is no catalog to compare with."""
+
+
+class UnknownDatabaseAlias(TenantIndexesError):
+    """An alias that is not in ``settings.DATABASES`` was asked for."""
+
+
+class UnknownAppLabel(TenantIndexesError):
+    """An app label that is not installed was asked for."""
+
+
+# --- end check_tenant_indexes -------------------------------------------------------------
+
+
 # --- Safe online index builds (operations.py, repair_tenant_indexes) --------------------
 
 

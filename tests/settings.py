@@ -34,3 +34,9 @@ else:
             "HOST": EMBEDDED_HOST,
         }
     }
+
+# --- check_tenant_indexes (issue #3) ---
+# A second, non-PostgreSQL alias: check_tenant_indexes --database sqlite must say that a live
+# check needs PostgreSQL (exit 2). Nothing connects to it unless a test asks for it.
+DATABASES["sqlite"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+# --- end check_tenant_indexes ---

@@ -1,0 +1,163 @@
+"""Django system checks: declarations (no database) and the live catalog (``Tags.database``).
+
+The static check runs with every ``manage.py`` command and reads only the models. The
+database check runs on ``manage.py check --database ALIAS`` (and ``migrate``, which checks
+the alias it migrates) and reports the same findings as ``check_tenant_indexes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import apps
+from django.core import checks
+from django.db import connections
+
+from .declared import TenantTable, declared_tenant_tables, tenant_table_for_model
+from .fields import TenantForeignKey
+
+# Ids of the static check (README "Finding ids").
+E_NO_TENANT_INDEX_DECLARED = "tenant_indexes.E006"
+E_NAME_TOO_LONG = "tenant_indexes.E007"
+E_NOT_CHECKED = "tenant_indexes.E008"
+W_IMPLICIT_FK_INDEX_DUPLICATE = "tenant_indexes.W003"
+I_NAME_OVER_30 = "tenant_indexes.I001"
+
+POSTGRES_NAME_LIMIT = 63  # NAMEDATALEN - 1
+PORTABLE_NAME_LIMIT = 30  # Oracle's limit, which Django's models.E034 enforces
+
+
+def _app_labels(app_configs: Sequence[Any] | None) -> list[str] | None:
+    return [c.label for c in app_configs] if app_configs else None
+
+
+def check_tenant_index_declarations(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Static checks of the tenant models' declared indexes (no database access)."""
+    messages: list[Any] = []
+    for table in declared_tenant_tables(None, _app_labels(app_configs)):
+        messages.extend(declaration_messages(apps.get_model(table.model), table))
+    return messages
+
+
+def declaration_messages(model: Any, table: TenantTable | None = None) -> list[Any]:
+    """The static check's messages for one model (none when it is not tenant-scoped)."""
+    table = table or tenant_table_for_model(model)
+    if table is None:
+        return []
+    messages: list[Any] = []
+    if not table.has_tenant_leading_index:
+        messages.append(
+            checks.Error(
+                f"{table.model} is tenant-scoped but declares no index whose first column is "
+                f"{table.tenant_column}; every tenant query would read the whole table.",
+                hint="Add TenantIndex(fields=[...]) to Meta.indexes (or inherit "
+                "TenantModel.Meta), then makemigrations.",
+                obj=model,
+                id=E_NO_TENANT_INDEX_DECLARED,
+            )
+        )
+    for name in table.all_index_names:
+        if len(name) > POSTGRES_NAME_LIMIT:
+            messages.append(
+                checks.Error(
+                    f"Index name {name!r} has {len(name)} characters; PostgreSQL truncates "
+                    f"names to {POSTGRES_NAME_LIMIT}, so the live index would never match "
+                    "its declaration.",
+                    hint=f"Use a name of at most {POSTGRES_NAME_LIMIT} characters.",
+                    obj=model,
+                    id=E_NAME_TOO_LONG,
+                )
+            )
+        elif len(name) > PORTABLE_NAME_LIMIT:
+            messages.append(
+                checks.Info(
+                    f"Index name {name!r} has {len(name)} characters: fine on PostgreSQL, "
+                    f"MySQL and SQLite, too long for Oracle ({PORTABLE_NAME_LIMIT}).",
+                    hint="Only matters if the project must also run on Oracle; silence with "
+                    f"SILENCED_SYSTEM_CHECKS = [{I_NAME_OVER_30!r}].",
+                    obj=model,
+                    id=I_NAME_OVER_30,
+                )
+            )
+    messages.extend(_implicit_index_duplicates(model, table))
+    return messages
+
+
+def _implicit_index_duplicates(model: Any, table: TenantTable) -> list[Any]:
+    messages = []
+    explicit = [ix for ix in table.indexes if ix.origin != "implicit" and ix.condition is None]
+    for field in model._meta.local_concrete_fields:
+        is_tenant_fk = isinstance(field, TenantForeignKey) or field.column == table.tenant_column
+        if not (is_tenant_fk and field.db_index and not field.unique):
+            continue
+        covering = [ix.name for ix in explicit if ix.leads_with == field.column]
+        if covering:
+            messages.append(
+                checks.Warning(
+                    f"{table.model}.{field.name} has an implicit index on ({field.column}) "
+                    f"that duplicates {', '.join(covering)}, which already leads with it.",
+                    hint=f"Set db_index=False on {field.name} (TenantForeignKey does by "
+                    "default), then makemigrations; every write pays for the duplicate.",
+                    obj=field,
+                    id=W_IMPLICIT_FK_INDEX_DUPLICATE,
+                )
+            )
+    return messages
+
+
+def check_live_tenant_indexes(
+    app_configs: Any = None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[Any]:
+    """The live findings of ``check_tenant_indexes`` for the databases Django asks about.
+
+    Skips aliases that are not PostgreSQL (nothing to compare with) and aliases with
+    unapplied migrations: ``migrate`` runs this check before it migrates, and the live
+    state is expected to differ until it has.
+    """
+    if not databases:
+        return []
+    from .health import Level, check_databases
+
+    aliases = [
+        alias
+        for alias in databases
+        if connections[alias].vendor == "postgresql" and not _migrations_pending(alias)
+    ]
+    if not aliases:
+        return []
+    report = check_databases(databases=aliases, app_labels=_app_labels(app_configs))
+    messages: list[Any] = []
+    for db in report.databases:
+        if db.error:
+            messages.append(
+                checks.Error(
+                    f"Could not check the tenant indexes of database {db.alias!r}: {db.error}",
+                    hint="Check that the database is reachable and the credentials are right.",
+                    id=E_NOT_CHECKED,
+                )
+            )
+    for f in report.findings:
+        cls = checks.Error if f.level is Level.ERROR else checks.Warning
+        where = f"{f.database}: {f.table}" + (f".{f.index}" if f.index else "")
+        messages.append(cls(f"{where}: {f.message}", hint=f.hint, id=f.id))
+    return messages
+
+
+def _migrations_pending(alias: str) -> bool:
+    from django.db import DatabaseError
+    from django.db.migrations.executor import MigrationExecutor
+
+    try:
+        executor = MigrationExecutor(connections[alias])
+        targets = executor.loader.graph.leaf_nodes()
+        return bool(executor.migration_plan(targets))
+    except DatabaseError:
+        # Unreachable: let the check itself report it as "could not check".
+        return False
+
+
+def register() -> None:
+    """Register both checks (called from ``AppConfig.ready()``)."""
+    checks.register(check_tenant_index_declarations, checks.Tags.models)
+    checks.register(check_live_tenant_indexes, checks.Tags.database)

@@ -1,0 +1,344 @@
+"""What the installed models declare: tenant-scoped tables and their tenant indexes.
+
+Pure model introspection, no database access: ``declared_tenant_tables()`` is safe in a
+system check, at import of a management command, or before the database exists.
+
+A model is tenant-scoped when it has a :class:`~tenant_indexes.TenantForeignKey` (whatever
+the field is called) or a concrete column named like ``TENANT_INDEXES["TENANT_COLUMN"]``
+(default ``tenant_id``). Its tenant indexes are the declared indexes whose columns include
+the tenant column: ``Meta.indexes``, ``Meta.constraints`` that are backed by a unique index,
+and the implicit index of a tenant field with ``db_index=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.apps import apps
+from django.db import connections, models, router
+from django.db.models import F
+from django.db.models.expressions import OrderBy
+
+from .conf import get_config
+from .fields import TenantForeignKey
+
+# Index classes name their access method in ``suffix`` (GinIndex.suffix == "gin"); the base
+# class says "idx" and builds a B-tree.
+_BASE_INDEX_SUFFIX = "idx"
+
+
+@dataclass(frozen=True)
+class DeclaredIndex:
+    """One index a model declares, resolved to database column names.
+
+    Attributes:
+        table: the model's ``db_table``.
+        name: the index name the database will use.
+        columns: key columns in order; ``None`` stands for an expression.
+        descending: one flag per key column, ``True`` for ``DESC``.
+        include: covering (``INCLUDE``) columns.
+        expressions: the index expressions as SQL, ``None`` for a plain column index.
+        condition: the partial-index predicate as SQL, ``None`` when there is none.
+        unique: whether the index enforces uniqueness.
+        method: access method (``btree``, ``gin``, ...).
+        model: the model label (``app_label.ModelName``).
+        app_label: the model's app label.
+        origin: ``"index"`` (``Meta.indexes``), ``"constraint"`` (``Meta.constraints``) or
+            ``"implicit"`` (a field's ``db_index=True``).
+    """
+
+    table: str
+    name: str
+    columns: tuple[str | None, ...]
+    descending: tuple[bool, ...] = ()
+    include: tuple[str, ...] = ()
+    expressions: str | None = None
+    condition: str | None = None
+    unique: bool = False
+    method: str = "btree"
+    model: str = ""
+    app_label: str = ""
+    origin: str = "index"
+
+    @property
+    def leads_with(self) -> str | None:
+        """The first key column, ``None`` for an expression or an empty index."""
+        return self.columns[0] if self.columns else None
+
+
+@dataclass(frozen=True)
+class TenantTable:
+    """A tenant-scoped table and the tenant indexes its model declares.
+
+    Attributes:
+        app_label: the model's app label.
+        model: the model label (``app_label.ModelName``).
+        schema: the schema, or ``None`` for "the connection's search_path".
+        table: the table name (``db_table``).
+        tenant_column: the column that holds the tenant.
+        indexes: the declared indexes whose columns include the tenant column.
+        all_index_names: every index name the model declares (for the static name checks).
+    """
+
+    app_label: str
+    model: str
+    schema: str | None
+    table: str
+    tenant_column: str
+    indexes: tuple[DeclaredIndex, ...]
+    all_index_names: tuple[str, ...] = field(default=())
+
+    @property
+    def has_tenant_leading_index(self) -> bool:
+        """Whether a declared, non-partial index leads with the tenant column."""
+        return any(
+            ix.leads_with == self.tenant_column and ix.condition is None for ix in self.indexes
+        )
+
+
+def tenant_column_of(model: type[models.Model], tenant_column: str | None = None) -> str | None:
+    """The tenant column of a model's own table, or ``None`` when it is not tenant-scoped.
+
+    A :class:`~tenant_indexes.TenantForeignKey` wins (its column may be ``account_id``);
+    otherwise a concrete column named ``tenant_column`` (default: the configured one).
+    """
+    local = model._meta.local_concrete_fields
+    for f in local:
+        if isinstance(f, TenantForeignKey):
+            return f.column
+    wanted = tenant_column or get_config()["TENANT_COLUMN"]
+    for f in local:
+        if f.column == wanted:
+            return f.column
+    return None
+
+
+def declared_tenant_tables(
+    using: str | None, app_labels: Sequence[str] | None = None
+) -> tuple[TenantTable, ...]:
+    """Every tenant-scoped table that the installed models declare for one database alias.
+
+    Args:
+        using: the database alias whose routers decide (``allow_migrate_model``); ``None``
+            ignores routers (the static system checks look at every model).
+        app_labels: only these apps (``None``: every installed app).
+
+    Returns:
+        One :class:`TenantTable` per managed, concrete, non-proxy tenant model that may be
+        migrated to ``using``, in app and model order.
+
+    Raises:
+        LookupError: an app label is not installed.
+    """
+    if app_labels:
+        model_lists = [apps.get_app_config(label).get_models() for label in app_labels]
+        candidates = [m for group in model_lists for m in group]
+    else:
+        candidates = list(apps.get_models())
+    tenant_column = get_config()["TENANT_COLUMN"]
+    # Index names and expression SQL come from the schema editor of the alias (its quoting);
+    # building one touches no database.
+    editor = connections[using].schema_editor() if using else None
+    tables = (
+        tenant_table_for_model(model, using, tenant_column=tenant_column, editor=editor)
+        for model in candidates
+    )
+    return tuple(t for t in tables if t is not None)
+
+
+def tenant_table_for_model(
+    model: type[models.Model],
+    using: str | None = None,
+    *,
+    tenant_column: str | None = None,
+    editor: Any = None,
+) -> TenantTable | None:
+    """The :class:`TenantTable` of one model, ``None`` when there is none to check.
+
+    ``None`` for proxy, unmanaged, swapped and abstract models (their tables are someone
+    else's), for models that the routers keep off ``using``, and for models that are not
+    tenant-scoped.
+
+    Args:
+        model: the model class.
+        using: the alias whose routers decide; ``None`` ignores routers.
+        tenant_column: the configured tenant column (default: from the settings).
+        editor: a schema editor of ``using`` (built on demand; it touches no database).
+    """
+    meta = model._meta
+    if meta.proxy or not meta.managed or meta.swapped or meta.abstract:
+        return None
+    if using is not None and not router.allow_migrate_model(using, model):
+        return None
+    column = tenant_column_of(model, tenant_column)
+    if column is None:
+        return None
+    if editor is None and using is not None:
+        editor = connections[using].schema_editor()
+    indexes = tuple(
+        ix
+        for ix, refs in _declared_indexes(model, editor)
+        if column in ix.columns or column in refs
+    )
+    return TenantTable(
+        app_label=meta.app_label,
+        model=meta.label,
+        schema=None,
+        table=meta.db_table,
+        tenant_column=column,
+        indexes=indexes,
+        all_index_names=tuple(ix.name for ix in meta.indexes if ix.name),
+    )
+
+
+def _declared_indexes(
+    model: type[models.Model], editor: Any
+) -> list[tuple[DeclaredIndex, set[str]]]:
+    """Every declared index with the columns its expressions refer to."""
+    meta = model._meta
+    found: list[tuple[DeclaredIndex, set[str]]] = []
+    for index in meta.indexes:
+        if not index.name:
+            continue
+        found.append((_from_index(model, index, editor), _referenced_columns(model, index)))
+    for constraint in meta.constraints:
+        declared = _from_constraint(model, constraint, editor)
+        if declared is not None:
+            found.append((declared, set()))
+    for f in meta.local_concrete_fields:
+        if f.db_index and not f.unique:
+            found.append(
+                (
+                    DeclaredIndex(
+                        table=meta.db_table,
+                        name=_implicit_index_name(model, f.column, editor),
+                        columns=(f.column,),
+                        descending=(False,),
+                        model=meta.label,
+                        app_label=meta.app_label,
+                        origin="implicit",
+                    ),
+                    set(),
+                )
+            )
+    return found
+
+
+def _from_index(model: type[models.Model], index: models.Index, editor: Any) -> DeclaredIndex:
+    meta = model._meta
+    if index.expressions:
+        keys = [_expression_key(model, e) for e in index.expressions]
+        columns: tuple[str | None, ...] = tuple(column for column, _ in keys)
+        descending: tuple[bool, ...] = tuple(desc for _, desc in keys)
+        expressions = _expressions_sql(model, index, editor)
+    else:
+        columns = tuple(meta.get_field(name).column for name, _ in index.fields_orders)
+        descending = tuple(order == "DESC" for _, order in index.fields_orders)
+        expressions = None
+    method = index.suffix if index.suffix != _BASE_INDEX_SUFFIX else "btree"
+    return DeclaredIndex(
+        table=meta.db_table,
+        name=index.name,
+        columns=columns,
+        descending=descending,
+        include=tuple(meta.get_field(name).column for name in index.include),
+        expressions=expressions,
+        condition=_condition_sql(model, index.condition, editor),
+        unique=False,
+        method=method,
+        model=meta.label,
+        app_label=meta.app_label,
+        origin="index",
+    )
+
+
+def _expression_key(model: type[models.Model], expression: Any) -> tuple[str | None, bool]:
+    """``(column, descending)`` of one index expression; ``column`` is ``None`` unless the
+    expression is a bare field reference, which PostgreSQL stores as a plain key column."""
+    descending = False
+    if isinstance(expression, OrderBy):
+        descending = bool(expression.descending)
+        expression = expression.expression
+    if isinstance(expression, F):
+        try:
+            return model._meta.get_field(expression.name).column, descending
+        except Exception:  # a transform or a relation path: an expression after all
+            return None, descending
+    return None, descending
+
+
+def _referenced_columns(model: type[models.Model], index: Any) -> set[str]:
+    """Columns an expression index refers to anywhere in its expressions."""
+    columns = set()
+    stack = list(index.expressions)
+    while stack:
+        node = stack.pop()
+        # F has no flatten(); walk source expressions by hand.
+        if isinstance(node, F):
+            try:
+                columns.add(model._meta.get_field(node.name).column)
+            except Exception:  # not a plain field name
+                pass
+        elif hasattr(node, "get_source_expressions"):
+            stack.extend(e for e in node.get_source_expressions() if e is not None)
+    return columns
+
+
+def _from_constraint(
+    model: type[models.Model], constraint: models.BaseConstraint, editor: Any
+) -> DeclaredIndex | None:
+    # Only unique constraints on plain fields are backed by an index we can compare
+    # column by column; check and exclusion constraints are left alone.
+    if not isinstance(constraint, models.UniqueConstraint) or not constraint.fields:
+        return None
+    meta = model._meta
+    columns = tuple(meta.get_field(name).column for name in constraint.fields)
+    return DeclaredIndex(
+        table=meta.db_table,
+        name=constraint.name,
+        columns=columns,
+        descending=tuple(False for _ in columns),
+        include=tuple(meta.get_field(name).column for name in constraint.include),
+        condition=_condition_sql(model, constraint.condition, editor),
+        unique=True,
+        method="btree",
+        model=meta.label,
+        app_label=meta.app_label,
+        origin="constraint",
+    )
+
+
+def _implicit_index_name(model: type[models.Model], column: str, editor: Any) -> str:
+    if editor is None:
+        # No alias: the name only matters for the static checks, which look at
+        # explicit names; the base algorithm is the same on every backend.
+        editor = connections["default"].schema_editor()
+    return editor._create_index_name(model._meta.db_table, [column], suffix="")
+
+
+def _condition_sql(model: type[models.Model], condition: Any, editor: Any) -> str | None:
+    if condition is None:
+        return None
+    if editor is None:
+        return str(condition)
+    try:
+        from django.db.models.sql import Query
+
+        query = Query(model=model, alias_cols=False)
+        where = query.build_where(condition)
+        compiler = query.get_compiler(connection=editor.connection)
+        sql, params = where.as_sql(compiler, editor.connection)
+        return sql % tuple(editor.quote_value(p) for p in params)
+    except Exception:  # quoting may need a live connection: keep the shape
+        return str(condition)
+
+
+def _expressions_sql(model: type[models.Model], index: models.Index, editor: Any) -> str:
+    if editor is None:
+        return ", ".join(str(e) for e in index.expressions)
+    try:
+        return str(index.create_sql(model, editor).parts["columns"])
+    except Exception:  # compiling may need a live connection: keep the shape
+        return ", ".join(str(e) for e in index.expressions)

@@ -1,0 +1,541 @@
+"""Declared tenant indexes compared with the live catalog: index states and findings.
+
+``find_problems()`` and ``index_reports()`` are pure: (declared tables, catalog snapshot) in,
+frozen data out. ``check_databases()`` is the one call that the command, the system check
+and the HTTP view make; it never raises for a database that cannot be checked, it reports
+it (status ``unknown``, exit code 2).
+
+Finding producers are pluggable: any ``(tables, snapshot) -> Iterable[Finding]`` callable
+appended with :func:`register_finding_producer` runs in the same pass (the usage analysis
+adds W001/W002 that way) and sees the same snapshot, so it costs no extra catalog query.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.db import connections
+
+from .catalog import CatalogSnapshot, LiveIndex, LiveTable, catalog_snapshot
+from .conf import get_config
+from .declared import DeclaredIndex, TenantTable, declared_tenant_tables
+from .exceptions import CatalogUnavailable, UnknownAppLabel, UnknownDatabaseAlias
+
+
+class IndexState(enum.StrEnum):
+    """What became of one declared index on one database."""
+
+    OK = "ok"
+    MISSING = "missing"
+    INVALID = "invalid"
+    BUILDING = "building"
+    DRIFT = "drift"
+
+
+class Level(enum.StrEnum):
+    """Severity of a finding; ``--fail-level`` picks the lowest one that fails."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+    @property
+    def rank(self) -> int:
+        return {"warning": 1, "error": 2}[self.value]
+
+
+# Finding ids (DESIGN.md + README "Finding ids"). W001/W002 come from the usage analysis.
+E_MISSING = "tenant_indexes.E001"
+E_INVALID = "tenant_indexes.E002"
+E_DRIFT = "tenant_indexes.E003"
+E_NO_TENANT_LEADING = "tenant_indexes.E004"
+E_MISSING_TABLE = "tenant_indexes.E005"
+W_UNUSED = "tenant_indexes.W001"
+W_REDUNDANT = "tenant_indexes.W002"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem, with what to run to fix it.
+
+    Attributes:
+        id: ``tenant_indexes.E001`` and so on (see the README's table).
+        level: error or warning.
+        database: the alias.
+        table: the table concerned.
+        index: the index concerned, ``None`` for a table-level finding.
+        message: what is wrong, in one line.
+        hint: what to run to fix it.
+        schema: the table's schema when known.
+    """
+
+    id: str
+    level: Level
+    database: str
+    table: str
+    index: str | None
+    message: str
+    hint: str
+    schema: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The finding as in DESIGN.md's JSON."""
+        return {
+            "id": self.id,
+            "level": self.level.value,
+            "database": self.database,
+            "schema": self.schema,
+            "table": self.table,
+            "index": self.index,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """One declared tenant index on one database, with its state and usage where known."""
+
+    database: str
+    schema: str | None
+    table: str
+    name: str
+    columns: tuple[str | None, ...]
+    status: IndexState
+    model: str
+    app_label: str
+    unique: bool = False
+    method: str = "btree"
+    live: LiveIndex | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The index as in DESIGN.md's JSON, with usage fields when the index exists."""
+        data: dict[str, Any] = {
+            "database": self.database,
+            "schema": self.schema,
+            "table": self.table,
+            "name": self.name,
+            "columns": list(self.columns),
+            "status": self.status.value,
+            "model": self.model,
+            "app_label": self.app_label,
+            "unique": self.unique,
+            "method": self.method,
+        }
+        if self.live is not None:
+            data.update(
+                valid=self.live.valid,
+                definition=self.live.definition,
+                size_bytes=self.live.size_bytes,
+                idx_scan=self.live.idx_scan,
+                idx_tup_read=self.live.idx_tup_read,
+                idx_tup_fetch=self.live.idx_tup_fetch,
+            )
+        return data
+
+
+@dataclass(frozen=True)
+class DatabaseReport:
+    """How the check of one alias went; ``error`` is set when it could not be checked."""
+
+    alias: str
+    vendor: str
+    server_version: str | None
+    error: str | None = None
+    server_version_num: int | None = None
+    tables: int = 0
+    duration_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "alias": self.alias,
+            "vendor": self.vendor,
+            "server_version": self.server_version,
+            "server_version_num": self.server_version_num,
+            "error": self.error,
+            "tables": self.tables,
+            "duration_seconds": round(self.duration_seconds, 6),
+        }
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """The result of one check over one or more database aliases."""
+
+    status: str
+    databases: tuple[DatabaseReport, ...] = ()
+    indexes: tuple[IndexReport, ...] = ()
+    findings: tuple[Finding, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Exactly the JSON document of DESIGN.md (keys may be added, never renamed)."""
+        return {
+            "status": self.status,
+            "databases": [d.as_dict() for d in self.databases],
+            "indexes": [i.as_dict() for i in self.indexes],
+            "findings": [f.as_dict() for f in self.findings],
+        }
+
+    def exit_code(self, fail_level: Level | str = Level.ERROR) -> int:
+        """0 healthy, 1 a finding at or above ``fail_level``, 2 a database was not checked.
+
+        "Could not check" wins: a partial answer must not pass a deploy gate.
+        """
+        threshold = Level(fail_level).rank
+        if any(d.error for d in self.databases):
+            return 2
+        if any(f.level.rank >= threshold for f in self.findings):
+            return 1
+        return 0
+
+
+FindingProducer = Callable[[Sequence[TenantTable], CatalogSnapshot], Iterable[Finding]]
+
+
+def index_state(table: TenantTable, index: DeclaredIndex, snapshot: CatalogSnapshot) -> IndexState:
+    """The state of one declared index in a snapshot."""
+    live_table = snapshot.table(table.schema, table.table)
+    if live_table is None:
+        return IndexState.MISSING
+    live = snapshot.index(live_table.schema, index.name)
+    if live is None:
+        return IndexState.MISSING
+    if live.building:
+        return IndexState.BUILDING
+    if not live.valid:
+        return IndexState.INVALID
+    if definition_differences(index, live, live_table):
+        return IndexState.DRIFT
+    return IndexState.OK
+
+
+def definition_differences(index: DeclaredIndex, live: LiveIndex, table: LiveTable) -> list[str]:
+    """What differs between a declared index and the live one of the same name.
+
+    Predicates are compared for presence only: PostgreSQL rewrites them (casts,
+    parentheses), so the texts of equal predicates differ.
+    """
+    differences = []
+    if live.table != table.name:
+        differences.append(f"it is on table {live.table}, not {table.name}")
+    if tuple(live.columns) != tuple(index.columns):
+        differences.append(
+            f"key columns are ({_columns(live.columns)}), declared ({_columns(index.columns)})"
+        )
+    elif index.descending and tuple(live.descending) != tuple(index.descending):
+        differences.append("column sort order (ASC/DESC) differs")
+    if tuple(live.include) != tuple(index.include):
+        differences.append(
+            f"INCLUDE columns are ({', '.join(live.include)}), "
+            f"declared ({', '.join(index.include)})"
+        )
+    if live.unique != index.unique:
+        differences.append("it is UNIQUE, declared not unique" if live.unique else
+                           "it is not UNIQUE, declared unique")  # fmt: skip
+    if live.method != index.method:
+        differences.append(f"method is {live.method}, declared {index.method}")
+    if (live.predicate is None) != (index.condition is None):
+        differences.append(
+            f"it has the predicate WHERE {live.predicate}, declared none"
+            if live.predicate
+            else f"it has no predicate, declared WHERE {index.condition}"
+        )
+    return differences
+
+
+def _columns(columns: Iterable[str | None]) -> str:
+    return ", ".join(c if c is not None else "<expression>" for c in columns)
+
+
+def index_reports(
+    tables: Sequence[TenantTable], snapshot: CatalogSnapshot
+) -> tuple[IndexReport, ...]:
+    """One report per declared tenant index, in declaration order."""
+    reports = []
+    for table in tables:
+        live_table = snapshot.table(table.schema, table.table)
+        for index in table.indexes:
+            live = snapshot.index(live_table.schema, index.name) if live_table else None
+            reports.append(
+                IndexReport(
+                    database=snapshot.alias,
+                    schema=live_table.schema if live_table else table.schema,
+                    table=table.table,
+                    name=index.name,
+                    columns=index.columns,
+                    status=index_state(table, index, snapshot),
+                    model=table.model,
+                    app_label=table.app_label,
+                    unique=index.unique,
+                    method=index.method,
+                    live=live,
+                )
+            )
+    return tuple(reports)
+
+
+def find_problems(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> list[Finding]:
+    """E001-E005: declared tenant indexes against one database's snapshot.
+
+    Args:
+        tables: the declared tenant tables for the snapshot's alias.
+        snapshot: the live catalog of that alias.
+
+    Returns:
+        The findings, table by table in declaration order.
+    """
+    alias = snapshot.alias
+    findings: list[Finding] = []
+    for table in tables:
+        live_table = snapshot.table(table.schema, table.table)
+        label = f"{table.schema}.{table.table}" if table.schema else table.table
+        if live_table is None:
+            findings.append(
+                Finding(
+                    id=E_MISSING_TABLE,
+                    level=Level.ERROR,
+                    database=alias,
+                    schema=table.schema,
+                    table=table.table,
+                    index=None,
+                    message=f"table {label} of {table.model} does not exist",
+                    hint=f"Apply the migrations: python manage.py migrate {table.app_label} "
+                    f"--database {alias}",
+                )
+            )
+            continue
+        for index in table.indexes:
+            finding = _index_finding(table, index, live_table, snapshot)
+            if finding is not None:
+                findings.append(finding)
+        tenant_leading = _tenant_leading_finding(table, live_table, snapshot)
+        if tenant_leading is not None:
+            findings.append(tenant_leading)
+    return findings
+
+
+def _index_finding(
+    table: TenantTable, index: DeclaredIndex, live_table: LiveTable, snapshot: CatalogSnapshot
+) -> Finding | None:
+    alias = snapshot.alias
+    qualified = f"{live_table.schema}.{index.name}"
+    live = snapshot.index(live_table.schema, index.name)
+    common = {
+        "database": alias,
+        "schema": live_table.schema,
+        "table": live_table.name,
+        "index": index.name,
+        "level": Level.ERROR,
+    }
+    if live is None:
+        return Finding(
+            id=E_MISSING,
+            message=f"index {index.name} ({_columns(index.columns)}) declared by "
+            f"{table.model} does not exist on {live_table.schema}.{live_table.name}",
+            hint=f"Create it concurrently: python manage.py repair_tenant_indexes "
+            f"--database {alias} (--dry-run prints the SQL), or python manage.py migrate "
+            f"{table.app_label} --database {alias} if its migration is not applied",
+            **common,
+        )
+    if live.building:
+        return None
+    if not live.valid:
+        return Finding(
+            id=E_INVALID,
+            message=f"index {index.name} on {live_table.schema}.{live_table.name} is INVALID "
+            "(a failed or cancelled concurrent build); the planner ignores it but every "
+            "write still maintains it",
+            hint=f"Rebuild it: python manage.py repair_tenant_indexes --database {alias}, or "
+            f"DROP INDEX CONCURRENTLY {qualified}; then recreate it "
+            "(fix duplicate rows first if it is unique)",
+            **common,
+        )
+    differences = definition_differences(index, live, live_table)
+    if differences:
+        return Finding(
+            id=E_DRIFT,
+            message=f"index {index.name} differs from its declaration in {table.model}: "
+            + "; ".join(differences),
+            hint=f"Rebuild it from the declaration: DROP INDEX CONCURRENTLY {qualified}; then "
+            f"python manage.py repair_tenant_indexes --database {alias}. Live definition: "
+            f"{live.definition}",
+            **common,
+        )
+    return None
+
+
+def _tenant_leading_finding(
+    table: TenantTable, live_table: LiveTable, snapshot: CatalogSnapshot
+) -> Finding | None:
+    live_indexes = snapshot.indexes_of(live_table)
+
+    def leads(ix: LiveIndex) -> bool:
+        # A partial index does not serve every tenant query, so it does not count.
+        return bool(ix.columns) and ix.columns[0] == table.tenant_column and not ix.predicate
+
+    if any(leads(ix) and ix.valid and not ix.building for ix in live_indexes):
+        return None
+    if any(leads(ix) and ix.building for ix in live_indexes):
+        return None  # one is being built right now: reported as "building", not a failure
+    declared = [ix.name for ix in table.indexes if ix.leads_with == table.tenant_column]
+    hint = (
+        f"Create the declared {', '.join(declared)}: python manage.py repair_tenant_indexes "
+        f"--database {snapshot.alias}"
+        if declared
+        else f"Declare one in {table.model}.Meta.indexes, e.g. TenantIndex(fields=[...]), then "
+        "makemigrations and migrate"
+    )
+    return Finding(
+        id=E_NO_TENANT_LEADING,
+        level=Level.ERROR,
+        database=snapshot.alias,
+        schema=live_table.schema,
+        table=live_table.name,
+        index=None,
+        message=f"table {live_table.schema}.{live_table.name} has no valid index whose first "
+        f"column is {table.tenant_column}: every tenant query reads the whole table",
+        hint=hint,
+    )
+
+
+# The producers that run on every snapshot. Extend with register_finding_producer().
+FINDING_PRODUCERS: list[FindingProducer] = [find_problems]
+
+
+def register_finding_producer(producer: FindingProducer) -> FindingProducer:
+    """Add a producer of findings to every check (usable as a decorator); idempotent."""
+    if producer not in FINDING_PRODUCERS:
+        FINDING_PRODUCERS.append(producer)
+    return producer
+
+
+def tenant_tables_for(alias: str, app_labels: Sequence[str] | None = None) -> list[TenantTable]:
+    """The declared tenant tables to look for on one alias, one copy per configured schema."""
+    tables = declared_tenant_tables(alias, app_labels)
+    schemas = list(get_config()["CHECK_SCHEMAS"] or [])
+    if not schemas:
+        return list(tables)
+    return [
+        replace(t, schema=schema) if t.schema is None else t for schema in schemas for t in tables
+    ]
+
+
+def default_databases(app_labels: Sequence[str] | None = None) -> list[str]:
+    """Every PostgreSQL alias that tenant models migrate to.
+
+    When tenant models migrate only to other backends, those aliases are returned so the
+    check can say that it needs PostgreSQL instead of silently checking nothing.
+    """
+    with_tenant_models = [
+        alias for alias in settings.DATABASES if declared_tenant_tables(alias, app_labels)
+    ]
+    postgres = [a for a in with_tenant_models if connections[a].vendor == "postgresql"]
+    return postgres or with_tenant_models
+
+
+def check_databases(
+    databases: Sequence[str] | None = None,
+    app_labels: Sequence[str] | None = None,
+    producers: Sequence[FindingProducer] | None = None,
+) -> HealthReport:
+    """Check the declared tenant indexes against the live catalog of each database.
+
+    Args:
+        databases: aliases to check (default: :func:`default_databases`).
+        app_labels: only the models of these apps (default: every installed app).
+        producers: the finding producers (default: :data:`FINDING_PRODUCERS`).
+
+    Returns:
+        The report. A database that cannot be checked (not PostgreSQL, unreachable, bad
+        credentials, timeout) is a ``DatabaseReport`` with ``error`` set and makes the
+        status ``unknown``.
+
+    Raises:
+        UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
+        UnknownAppLabel: an app label is not installed.
+    """
+    for label in app_labels or ():
+        try:
+            apps.get_app_config(label)
+        except LookupError as e:
+            raise UnknownAppLabel(f"unknown app label {label!r}") from e
+    for alias in databases or ():
+        if alias not in settings.DATABASES:
+            raise UnknownDatabaseAlias(
+                f"unknown database alias {alias!r} (known: {', '.join(settings.DATABASES)})"
+            )
+    aliases = list(dict.fromkeys(databases)) if databases else default_databases(app_labels)
+    producers = list(FINDING_PRODUCERS if producers is None else producers)
+    database_reports: list[DatabaseReport] = []
+    indexes: list[IndexReport] = []
+    findings: list[Finding] = []
+    for alias in aliases:
+        started = time.perf_counter()
+        vendor = connections[alias].vendor
+        tables = tenant_tables_for(alias, app_labels)
+        try:
+            snapshot = catalog_snapshot(alias, [(t.schema, t.table) for t in tables])
+        except CatalogUnavailable as e:
+            database_reports.append(
+                DatabaseReport(
+                    alias=alias,
+                    vendor=vendor,
+                    server_version=None,
+                    error=str(e),
+                    tables=len(tables),
+                    duration_seconds=time.perf_counter() - started,
+                )
+            )
+            continue
+        indexes.extend(index_reports(tables, snapshot))
+        for producer in producers:
+            findings.extend(producer(tables, snapshot))
+        database_reports.append(
+            DatabaseReport(
+                alias=alias,
+                vendor=snapshot.vendor,
+                server_version=snapshot.server_version,
+                server_version_num=snapshot.server_version_num,
+                tables=len(tables),
+                duration_seconds=time.perf_counter() - started,
+            )
+        )
+    return HealthReport(
+        status=_status(database_reports, findings),
+        databases=tuple(database_reports),
+        indexes=tuple(indexes),
+        findings=tuple(findings),
+    )
+
+
+def _status(databases: Sequence[DatabaseReport], findings: Sequence[Finding]) -> str:
+    if any(d.error for d in databases):
+        return "unknown"
+    if any(f.level is Level.ERROR for f in findings):
+        return "error"
+    if any(f.level is Level.WARNING for f in findings):
+        return "warning"
+    return "ok"
+
+
+__all__ = [
+    "FINDING_PRODUCERS",
+    "DatabaseReport",
+    "Finding",
+    "FindingProducer",
+    "HealthReport",
+    "IndexReport",
+    "IndexState",
+    "Level",
+    "check_databases",
+    "default_databases",
+    "find_problems",
+    "index_reports",
+    "index_state",
+    "register_finding_producer",
+]

@@ -1,0 +1,139 @@
+"""The catalog snapshot on the real server: contents, query count, connection state, errors."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+
+from tenant_indexes.catalog import catalog_snapshot
+from tenant_indexes.exceptions import CatalogUnavailable, UnsupportedDatabase
+
+_SAVEPOINT_SQL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
+SEED = [(None, "customers"), (None, "tickets"), (None, "messages"), (None, "testapp_invoice")]
+
+
+def _setting(name: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s)", [name])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db
+def test_catalog_snapshot__resolves_key_columns_order_and_flags() -> None:
+    snapshot = catalog_snapshot("default", SEED)
+    assert snapshot.vendor == "postgresql"
+    assert snapshot.server_version_num >= 130000
+    assert snapshot.server_version.split(".")[0] == str(snapshot.server_version_num // 10000)
+    assert {t.name for t in snapshot.tables} == {n for _, n in SEED}
+    customers = snapshot.table(None, "customers")
+    assert customers is not None and customers.schema == "public"
+    status = snapshot.index("public", "idx_customers_tenant_status")
+    assert status is not None
+    assert status.columns == ("tenant_id", "status")
+    assert (status.valid, status.ready, status.live, status.building) == (True, True, True, False)
+    assert not status.unique and status.method == "btree" and status.constraint is None
+    assert "idx_customers_tenant_status" in status.definition
+    assert status.idx_scan is not None and status.size_bytes >= 0
+    ticket_tenant = snapshot.index("public", "idx_messages_ticket_tenant")
+    assert ticket_tenant.columns == ("ticket_id", "tenant_id")
+    invoice = [ix for ix in snapshot.indexes if ix.table == "testapp_invoice" and not ix.primary]
+    assert [(ix.columns, ix.descending) for ix in invoice] == [
+        (("tenant_id", "paid", "number"), (False, False, True))
+    ]
+    pkey = [ix for ix in snapshot.indexes if ix.table == "customers" and ix.primary]
+    assert len(pkey) == 1 and pkey[0].constraint == "customers_pkey" and pkey[0].unique
+
+
+@pytest.mark.django_db
+def test_catalog_snapshot__include_expressions_and_predicate() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE INDEX ti_probe ON tickets (tenant_id, lower(subject)) INCLUDE (priority) "
+            "WHERE status = 'open'"
+        )
+    ix = catalog_snapshot("default", [(None, "tickets")]).index("public", "ti_probe")
+    assert ix.columns == ("tenant_id", None)
+    assert ix.include == ("priority",)
+    assert "lower" in ix.expressions
+    assert "open" in ix.predicate
+
+
+@pytest.mark.django_db
+def test_catalog_snapshot__missing_table_is_absent_not_an_error() -> None:
+    snapshot = catalog_snapshot("default", [(None, "no_such_table"), ("nope", "customers")])
+    assert snapshot.tables == () and snapshot.indexes == ()
+
+
+@pytest.mark.django_db
+def test_catalog_snapshot__query_count_constant_as_tables_grow() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE SCHEMA ti_scale")
+        for i in range(60):
+            cursor.execute(f"CREATE TABLE ti_scale.t{i} (id int, tenant_id int)")
+            cursor.execute(f"CREATE INDEX ti_scale_t{i}_tenant ON ti_scale.t{i} (tenant_id)")
+    counts = {}
+    for n in (1, 10, 60):
+        tables = [("ti_scale", f"t{i}") for i in range(n)]
+        with CaptureQueriesContext(connection) as queries:
+            snapshot = catalog_snapshot("default", tables)
+        assert len(snapshot.tables) == n and len(snapshot.indexes) == n
+        # Inside the test's transaction: a savepoint around three SELECTs.
+        counts[n] = len([q for q in queries if not q["sql"].startswith(_SAVEPOINT_SQL)])
+    assert counts[1] == counts[10] == counts[60] == 3, counts
+
+
+@pytest.mark.django_db(transaction=True)
+def test_catalog_snapshot__read_only_timeouts_and_connection_state_restored() -> None:
+    before = (_setting("statement_timeout"), _setting("lock_timeout"))
+    with CaptureQueriesContext(connection) as queries:
+        catalog_snapshot("default", SEED)
+    # Django 5.2 logs BEGIN/ROLLBACK, 4.2 does not.
+    sql = [q["sql"] for q in queries if q["sql"] not in ("BEGIN", "ROLLBACK")]
+    assert len(sql) == 4
+    assert sql[0] == "SET TRANSACTION READ ONLY"
+    assert "statement_timeout" in sql[1] and "lock_timeout" in sql[1]
+    assert connection.get_autocommit() and not connection.in_atomic_block
+    assert (_setting("statement_timeout"), _setting("lock_timeout")) == before
+    assert _setting("transaction_read_only") == "off"
+
+
+@pytest.mark.django_db
+def test_catalog_snapshot__inside_a_callers_transaction_leaves_it_usable() -> None:
+    before = _setting("statement_timeout")
+    with transaction.atomic():
+        catalog_snapshot("default", SEED)
+        assert _setting("statement_timeout") == before
+        with connection.cursor() as cursor:  # still writable
+            cursor.execute("CREATE TEMP TABLE ti_probe_tmp (x int)")
+
+
+@pytest.mark.django_db
+def test_catalog_snapshot__non_postgresql_alias_is_unsupported() -> None:
+    with pytest.raises(UnsupportedDatabase, match="needs PostgreSQL"):
+        catalog_snapshot("sqlite", SEED)
+    assert connections["sqlite"].connection is None  # decided without connecting
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"HOST": "127.0.0.1", "PORT": "1"},  # nothing listens there
+        {"USER": "ti_no_such_role"},  # the server refuses the login
+        {"NAME": "ti_no_such_database"},
+    ],
+    ids=["unreachable", "unknown-role", "unknown-database"],
+)
+def test_catalog_snapshot__connection_failures_raise_catalog_unavailable(override) -> None:
+    saved = dict(connection.settings_dict)
+    connection.close()
+    connection.settings_dict.update(override)
+    try:
+        with pytest.raises(CatalogUnavailable, match="database 'default'"):
+            catalog_snapshot("default", SEED)
+        assert "connect_timeout" not in connection.settings_dict["OPTIONS"]
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
