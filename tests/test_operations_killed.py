@@ -8,6 +8,9 @@ when the build reaches the phase under test, either terminates the build's backe
 holds the build in the waiting phases, so those kills are deterministic; the "building"
 phase needs enough rows to be observed. Then the index must be INVALID, nothing recorded,
 and the next ``migrate`` must heal it with the row count unchanged.
+
+A last test runs the build while another session inserts and updates rows throughout: no
+write fails, none is lost, and the new index holds every row.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,6 +149,8 @@ class _Blocker:
     def __init__(self, kind: str) -> None:
         self.session = connections.create_connection("default")
         with self.session.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self.pid = cursor.fetchone()[0]
             if kind == "writer":  # held in "waiting for writers before build"
                 cursor.execute("BEGIN")
                 cursor.execute(f"UPDATE {TABLE} SET n = n WHERE id = 1")
@@ -177,6 +183,26 @@ def _build_backend(accept: Any) -> int | None:
     return None
 
 
+class _Lines(threading.Thread):
+    """Reads a subprocess's output as it comes, so the test can wait for a line."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        super().__init__(daemon=True)
+        self.proc = proc
+        self.lines: list[str] = []
+        self.start()
+
+    def run(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def finish(self) -> str:
+        self.proc.wait(timeout=DEADLINE)
+        self.join(timeout=DEADLINE)
+        return "".join(self.lines)
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("kill", "phase"),
@@ -196,16 +222,25 @@ def test_killed_build__index_is_invalid_then_migrate_heals_it(
     blocker = _Blocker(blocker_kind)
     released = False
     proc = _manage("migrate", "killed_build", "--no-input")
+    output = _Lines(proc)
     try:
         build_pid = _wait_for(f"the build to reach {phase!r}", lambda: _build_backend(accept))
+        if blocker_kind == "writer":
+            # The build waits for the blocker: migrate's progress line (not a terminal, so
+            # lines) must show that phase and the pid it waits for.
+            blocker_pid = blocker.pid
+            expected = (
+                f"{INDEX}: waiting for writers before build 0% (waiting for pid {blocker_pid})"
+            )
+            _wait_for("the progress line", lambda: any(expected in line for line in output.lines))
         if kill == "terminate":
             assert _query("SELECT pg_terminate_backend(%s)", [build_pid]) == [(True,)]
-            out, _ = proc.communicate(timeout=DEADLINE)
+            out = output.finish()
             assert proc.returncode != 0, out
             assert "terminat" in out, out
         else:
             os.kill(proc.pid, signal.SIGKILL)
-            proc.communicate(timeout=DEADLINE)
+            output.finish()
             assert proc.returncode == -signal.SIGKILL
             # The orphaned build goes on until it waits (here for the blocker), where
             # client_connection_check_interval notices the dead client and stops it.
@@ -234,6 +269,99 @@ def test_killed_build__index_is_invalid_then_migrate_heals_it(
         if not released:
             blocker.release()
         with connection.cursor() as cursor:
+            cursor.execute(f"DROP INDEX IF EXISTS {INDEX}")
+            cursor.execute(
+                "DELETE FROM django_migrations WHERE app = 'killed_build' AND name LIKE '0002%%'"
+            )
+
+
+class _Writer(threading.Thread):
+    """Inserts and updates rows of the bulk table from its own session until stopped."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.inserted: list[int] = []
+        self.updated: dict[int, str] = {}
+        self.errors: list[BaseException] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        session = connections.create_connection("default")
+        try:
+            with session.cursor() as cursor:
+                k = 0
+                while not self._stop_event.is_set():
+                    k += 1
+                    cursor.execute(
+                        f"INSERT INTO {TABLE} (tenant_id, n, payload) VALUES (%s, %s, 'new') "
+                        "RETURNING id",
+                        [WRITER_TENANT, -k],
+                    )
+                    self.inserted.append(cursor.fetchone()[0])
+                    row_id = 1 + (k * 7919) % ROWS
+                    cursor.execute(
+                        f"UPDATE {TABLE} SET payload = %s WHERE id = %s", [f"updated {k}", row_id]
+                    )
+                    self.updated[row_id] = f"updated {k}"
+        except BaseException as e:  # reported by the test
+            self.errors.append(e)
+        finally:
+            session.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+WRITER_TENANT = "00000000-0000-0000-0000-0000000000ff"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers__no_write_fails_or_is_lost_during_the_build(bulk_table: None) -> None:
+    rows_before = _row_count()
+    writer = _Writer()
+    writer.start()
+    proc = _manage("migrate", "killed_build", "--no-input")
+    try:
+        _wait_for("the build to start", lambda: _build_backend(lambda phase: True))
+        writes_at_start = len(writer.inserted)
+        out, _ = proc.communicate(timeout=DEADLINE)
+        writes_at_end = len(writer.inserted)
+    finally:
+        writer.stop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    try:
+        assert proc.returncode == 0, out
+        assert writer.errors == []
+        assert writes_at_end > writes_at_start, "the writer wrote nothing during the build"
+        assert _index_state() == (True, True)
+        # Nothing lost: every insert and the last update of every row are there...
+        assert _row_count() == rows_before + len(writer.inserted)
+        ids = [r[0] for r in _query(f"SELECT id FROM {TABLE} WHERE n < 0")]
+        assert sorted(ids) == sorted(writer.inserted)
+        updated = dict(
+            _query(f"SELECT id, payload FROM {TABLE} WHERE id = ANY(%s)", [list(writer.updated)])
+        )
+        assert updated == writer.updated
+        # ...and the new index has every row the table has (index scan versus heap scan).
+        with connection.cursor() as cursor:
+            cursor.execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
+            cursor.execute(
+                f"EXPLAIN SELECT count(*) FROM {TABLE} WHERE tenant_id = %s AND n < 0",
+                [WRITER_TENANT],
+            )
+            plan = " ".join(r[0] for r in cursor.fetchall())
+            assert INDEX in plan, plan
+            cursor.execute(
+                f"SELECT count(*) FROM {TABLE} WHERE tenant_id = %s AND n < 0", [WRITER_TENANT]
+            )
+            assert cursor.fetchone()[0] == len(writer.inserted)
+            cursor.execute("RESET enable_seqscan; RESET enable_bitmapscan")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {TABLE} WHERE n < 0")
             cursor.execute(f"DROP INDEX IF EXISTS {INDEX}")
             cursor.execute(
                 "DELETE FROM django_migrations WHERE app = 'killed_build' AND name LIKE '0002%%'"
