@@ -250,9 +250,17 @@ def test_killed_build__index_is_invalid_then_migrate_heals_it(
             )
         blocker.release()
         released = True
-        # The check of the check_tenant_indexes issue would report E002; the catalog says:
         state = _index_state()
         assert state is not None and state[0] is False, f"expected an INVALID index: {state}"
+        # check_tenant_indexes (issue #3) reports it: E002, exit 1.
+        check = _manage("check_tenant_indexes", "killed_build", "--format", "json")
+        report, _ = check.communicate(timeout=DEADLINE)
+        assert check.returncode == 1, report
+        document, _ = json.JSONDecoder().raw_decode(report[report.index("{") :])
+        findings = document["findings"]
+        assert [(f["id"], f["index"]) for f in findings if f["index"] == INDEX] == [
+            ("tenant_indexes.E002", INDEX)
+        ], findings
         assert not _recorded()
         assert _row_count() == rows_before
 
