@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,8 @@ class CatalogSnapshot:
         tables: the requested tables that exist.
         indexes: every index of those tables.
         building: names (``schema.index``) of indexes whose build is in progress.
+        current_schema: where an unqualified missing table would be created
+            (``current_schema()``), used to name the schema of a table that is not there.
     """
 
     alias: str
@@ -117,6 +120,7 @@ class CatalogSnapshot:
     tables: tuple[LiveTable, ...]
     indexes: tuple[LiveIndex, ...]
     building: frozenset[str] = frozenset()
+    current_schema: str | None = None
 
     # Lookups are dictionaries built once per snapshot: at thousands of tables a linear scan
     # per declared index would make the comparison quadratic.
@@ -164,7 +168,8 @@ _SNAPSHOT_SETTINGS_SQL = """
     SELECT set_config('statement_timeout', %s, true),
            set_config('lock_timeout', %s, true),
            current_setting('server_version'),
-           current_setting('server_version_num')::int
+           current_setting('server_version_num')::int,
+           current_schema()
 """
 
 _SNAPSHOT_TABLES_SQL = f"""
@@ -208,7 +213,11 @@ _SNAPSHOT_INDEXES_SQL = f"""
            ix.indisvalid, ix.indisready, ix.indislive,
            pg_get_indexdef(ix.indexrelid),
            i.relpages::bigint * current_setting('block_size')::bigint,
-           s.idx_scan, s.idx_tup_read, s.idx_tup_fetch,
+           -- The functions behind pg_stat_user_indexes, called directly: joining the view
+           -- re-joins pg_class, pg_index and pg_namespace for every index.
+           pg_stat_get_numscans(ix.indexrelid),
+           pg_stat_get_tuples_returned(ix.indexrelid),
+           pg_stat_get_tuples_fetched(ix.indexrelid),
            ix.indexrelid IN (SELECT index_relid FROM building)
       FROM pg_index ix
       JOIN tables ON tables.oid = ix.indrelid
@@ -219,7 +228,6 @@ _SNAPSHOT_INDEXES_SQL = f"""
       LEFT JOIN pg_constraint con
              ON con.conindid = ix.indexrelid AND con.conrelid = ix.indrelid
             AND con.contype IN ('p', 'u', 'x')
-      LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = ix.indexrelid
      ORDER BY n.nspname, t.relname, i.relname
 """
 
@@ -247,6 +255,7 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
         CatalogUnavailable: the server is unreachable, refused the credentials, or a
             statement failed or timed out.
     """
+    from django.core.exceptions import ImproperlyConfigured
     from django.db import DatabaseError, connections, transaction
 
     from .conf import get_config
@@ -276,7 +285,7 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
                     f"{int(config['CHECK_LOCK_TIMEOUT_MS'])}ms",
                 ],
             )
-            _, _, server_version, server_version_num = cursor.fetchone()
+            _, _, server_version, server_version_num, current_schema = cursor.fetchone()
             cursor.execute(_SNAPSHOT_TABLES_SQL, [schemas, names])
             live_tables = tuple(LiveTable(*row) for row in cursor.fetchall())
             cursor.execute(_SNAPSHOT_INDEXES_SQL, [schemas, names])
@@ -284,7 +293,7 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
             # Roll back rather than commit: nothing this pass set (read-only mode, local
             # timeouts) outlives it, also when it ran in a savepoint of the caller's.
             transaction.set_rollback(True, using=using)
-    except DatabaseError as e:
+    except (DatabaseError, ImproperlyConfigured) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CatalogUnavailable(f"database {using!r}: {first_line}") from e
     return CatalogSnapshot(
@@ -295,6 +304,7 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
         tables=live_tables,
         indexes=live_indexes,
         building=frozenset(f"{ix.schema}.{ix.name}" for ix in live_indexes if ix.building),
+        current_schema=current_schema,
     )
 
 
@@ -327,6 +337,9 @@ def _live_index(row: tuple[Any, ...]) -> LiveIndex:
     )
 
 
+_CONNECT_OPTIONS_LOCK = threading.Lock()
+
+
 def _connect_with_timeout(connection: Any, seconds: int) -> None:
     """Open the connection with a connect timeout unless the alias sets its own.
 
@@ -340,11 +353,14 @@ def _connect_with_timeout(connection: Any, seconds: int) -> None:
     if "connect_timeout" in options or seconds <= 0:
         connection.ensure_connection()
         return
-    settings_dict["OPTIONS"] = {**options, "connect_timeout": seconds}
-    try:
-        connection.ensure_connection()
-    finally:
-        settings_dict["OPTIONS"] = options
+    # Threads share the alias's settings dict: serialise the change-and-restore window so
+    # one thread's restore never undoes (or keeps) another's timeout.
+    with _CONNECT_OPTIONS_LOCK:
+        settings_dict["OPTIONS"] = {**options, "connect_timeout": seconds}
+        try:
+            connection.ensure_connection()
+        finally:
+            settings_dict["OPTIONS"] = options
 
 
 # --- end Snapshot ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ the alias it migrates) and reports the same findings as ``check_tenant_indexes``
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -111,19 +112,17 @@ def check_live_tenant_indexes(
 ) -> list[Any]:
     """The live findings of ``check_tenant_indexes`` for the databases Django asks about.
 
-    Skips aliases that are not PostgreSQL (nothing to compare with) and aliases with
-    unapplied migrations: ``migrate`` runs this check before it migrates, and the live
-    state is expected to differ until it has.
+    Skips aliases that are not PostgreSQL (nothing to compare with), and returns nothing
+    while ``migrate`` runs: ``migrate`` runs the database checks before it migrates, and a
+    live finding must never stop the very command that creates the missing tables and
+    indexes (nor a deploy that has nothing to migrate). ``manage.py check --database`` and
+    ``check_tenant_indexes`` are the gates.
     """
-    if not databases:
+    if not databases or _inside_migrate():
         return []
     from .health import Level, check_databases
 
-    aliases = [
-        alias
-        for alias in databases
-        if connections[alias].vendor == "postgresql" and not _migrations_pending(alias)
-    ]
+    aliases = [alias for alias in databases if connections[alias].vendor == "postgresql"]
     if not aliases:
         return []
     report = check_databases(databases=aliases, app_labels=_app_labels(app_configs))
@@ -144,17 +143,20 @@ def check_live_tenant_indexes(
     return messages
 
 
-def _migrations_pending(alias: str) -> bool:
-    from django.db import DatabaseError
-    from django.db.migrations.executor import MigrationExecutor
+def _inside_migrate() -> bool:
+    """Whether the checks run on behalf of ``migrate`` (or a subclass of it).
 
-    try:
-        executor = MigrationExecutor(connections[alias])
-        targets = executor.loader.graph.leaf_nodes()
-        return bool(executor.migration_plan(targets))
-    except DatabaseError:
-        # Unreachable: let the check itself report it as "could not check".
-        return False
+    Django 4.2 calls them from ``migrate``'s ``handle()``, 5.x from ``BaseCommand.execute()``
+    of the migrate command: either way a frame's ``self`` is the migrate command.
+    """
+    from django.core.management.commands.migrate import Command as MigrateCommand
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("self"), MigrateCommand):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def register() -> None:

@@ -264,7 +264,9 @@ def index_reports(
             reports.append(
                 IndexReport(
                     database=snapshot.alias,
-                    schema=live_table.schema if live_table else table.schema,
+                    schema=live_table.schema
+                    if live_table
+                    else (table.schema or snapshot.current_schema),
                     table=table.table,
                     name=index.name,
                     columns=index.columns,
@@ -293,14 +295,15 @@ def find_problems(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> l
     findings: list[Finding] = []
     for table in tables:
         live_table = snapshot.table(table.schema, table.table)
-        label = f"{table.schema}.{table.table}" if table.schema else table.table
+        schema = table.schema or snapshot.current_schema
+        label = f"{schema}.{table.table}" if schema else table.table
         if live_table is None:
             findings.append(
                 Finding(
                     id=E_MISSING_TABLE,
                     level=Level.ERROR,
                     database=alias,
-                    schema=table.schema,
+                    schema=schema,
                     table=table.table,
                     index=None,
                     message=f"table {label} of {table.model} does not exist",
@@ -348,8 +351,8 @@ def _index_finding(
         return Finding(
             id=E_INVALID,
             message=f"index {index.name} on {live_table.schema}.{live_table.name} is INVALID "
-            "(a failed or cancelled concurrent build); the planner ignores it but every "
-            "write still maintains it",
+            "(a failed or cancelled concurrent build); the planner ignores it"
+            + (", yet every write still maintains it" if live.ready else ""),
             hint=f"Rebuild it: python manage.py repair_tenant_indexes --database {alias}, or "
             f"DROP INDEX CONCURRENTLY {qualified}; then recreate it "
             "(fix duplicate rows first if it is unique)",

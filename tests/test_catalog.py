@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection, connections, transaction
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from tenant_indexes.catalog import catalog_snapshot
@@ -137,3 +138,12 @@ def test_catalog_snapshot__connection_failures_raise_catalog_unavailable(overrid
         connection.close()
         connection.settings_dict.clear()
         connection.settings_dict.update(saved)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_catalog_snapshot__timeouts_come_from_the_setting() -> None:
+    config = {"CHECK_STATEMENT_TIMEOUT_MS": 1234, "CHECK_LOCK_TIMEOUT_MS": 567}
+    with override_settings(TENANT_INDEXES=config), CaptureQueriesContext(connection) as queries:
+        catalog_snapshot("default", SEED)
+    settings_sql = next(q["sql"] for q in queries if "set_config" in q["sql"])
+    assert "'1234ms'" in settings_sql and "'567ms'" in settings_sql

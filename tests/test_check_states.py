@@ -6,6 +6,7 @@ Transactional tests (the default) roll their DDL back; the concurrent ones
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -51,6 +52,26 @@ def _wait_for(condition, what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _as_role(suffix: str, *grants: str):
+    """Reconnect Django's default connection as a fresh non-superuser login role."""
+    role = f"ti_{suffix}_{connection.settings_dict['NAME']}"[:63]
+    _run(f'DROP ROLE IF EXISTS "{role}"')
+    _run(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+    for grant in grants:
+        _run(f'GRANT {grant} TO "{role}"')
+    saved = dict(connection.settings_dict)
+    connection.close()
+    connection.settings_dict["USER"] = role
+    try:
+        yield role
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+        _run(f'DROP ROLE IF EXISTS "{role}"')
 
 
 @pytest.mark.django_db
@@ -124,6 +145,8 @@ def test_check__missing_table_is_e005_with_migrate_hint() -> None:
     assert _ids(report, "files") == ["tenant_indexes.E005"]
     assert "migrate tenant_indexes" in report.findings[0].hint
     assert _states(report)["idx_files_tenant_id"] is IndexState.MISSING
+    missing = next(ix for ix in report.indexes if ix.name == "idx_files_tenant_id")
+    assert missing.schema == report.findings[0].schema == "public"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -188,6 +211,14 @@ def test_check__concurrent_build_in_progress_is_building_not_a_failure() -> None
         assert _states(report)[name] is IndexState.BUILDING
         assert _ids(report, "users") == []
         assert report.exit_code() == 0
+        # Another role sees the build only with pg_read_all_stats (README, minimum grants);
+        # without it the unfinished index is honestly INVALID.
+        with _as_role("stats", "pg_read_all_stats"):
+            report = check_databases(["default"], app_labels=["tenant_indexes"])
+            assert _states(report)[name] is IndexState.BUILDING
+        with _as_role("nostats"):
+            report = check_databases(["default"], app_labels=["tenant_indexes"])
+            assert _states(report)[name] is IndexState.INVALID
     finally:
         writer.rollback()
         thread.join(POLL_DEADLINE_S)
@@ -201,13 +232,7 @@ def test_check__concurrent_build_in_progress_is_building_not_a_failure() -> None
 def test_check__works_as_a_role_that_is_not_a_superuser() -> None:
     """Minimum grants (README): CONNECT on the database and USAGE on the schema, both
     PUBLIC's by default; nothing on the tables themselves."""
-    role = f"ti_check_{connection.settings_dict['NAME']}"[:63]
-    _run(f'DROP ROLE IF EXISTS "{role}"')
-    _run(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
-    saved = dict(connection.settings_dict)
-    connection.close()
-    connection.settings_dict["USER"] = role
-    try:
+    with _as_role("check") as role:
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
@@ -219,8 +244,36 @@ def test_check__works_as_a_role_that_is_not_a_superuser() -> None:
         assert report.status == "ok", report.findings
         assert len(report.indexes) == 14
         assert all(ix.live is not None and ix.live.definition for ix in report.indexes)
-    finally:
-        connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(saved)
-        _run(f'DROP ROLE IF EXISTS "{role}"')
+
+
+@pytest.mark.django_db
+def test_check__check_schemas_looks_for_the_tables_in_every_schema() -> None:
+    from django.test import override_settings
+
+    from tenant_indexes.models import File
+
+    with connection.schema_editor() as editor:
+        editor.execute("CREATE SCHEMA ti_shard")
+        editor.execute("SET LOCAL search_path TO ti_shard")
+        editor.create_model(Tenant)
+        editor.create_model(File)
+    # After the block: the editor's deferred SQL (foreign keys) also runs in ti_shard.
+    _run("SET LOCAL search_path TO DEFAULT")
+    with override_settings(TENANT_INDEXES={"CHECK_SCHEMAS": ["public", "ti_shard"]}):
+        report = check_databases(["default"], app_labels=["tenant_indexes"])
+    shard_files = [ix for ix in report.indexes if ix.schema == "ti_shard" and ix.table == "files"]
+    assert [(ix.name, ix.status) for ix in shard_files] == [("idx_files_tenant_id", IndexState.OK)]
+    missing = {(f.schema, f.table) for f in report.findings if f.id == "tenant_indexes.E005"}
+    assert missing == {
+        ("ti_shard", t)
+        for t in (
+            "customers",
+            "users",
+            "tickets",
+            "messages",
+            "integration_credentials",
+            "audit_logs",
+            "tenant_usage_metrics",
+        )
+    }
+    assert {f.id for f in report.findings} == {"tenant_indexes.E005"}

@@ -112,3 +112,13 @@ def test_database_check__reports_the_live_findings_through_manage_py_check() -> 
     assert all(m.hint for m in messages)
     with pytest.raises(SystemCheckError, match=r"tenant_indexes\.E001"):
         call_command("check", "--database", "default", stdout=StringIO(), stderr=StringIO())
+
+
+@pytest.mark.django_db
+def test_database_check__never_stops_migrate() -> None:
+    """migrate runs database checks first; a live finding must not block it."""
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX idx_audit_logs_tenant_id")
+    call_command("migrate", "--database", "default", verbosity=0, skip_checks=False)
+    with pytest.raises(SystemCheckError):
+        call_command("check", "--database", "default", stdout=StringIO(), stderr=StringIO())
