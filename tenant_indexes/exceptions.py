@@ -1,5 +1,7 @@
 """The exceptions tenant_indexes raises."""
 
+from django.core.management.base import CommandError
+
 
 class TenantIndexesError(Exception):
     """Base class of every error raised by tenant_indexes."""
@@ -40,8 +42,12 @@ class UnknownAppLabel(TenantIndexesError):
 # --- Safe online index builds (operations.py, repair_tenant_indexes) --------------------
 
 
-class IndexBuildError(TenantIndexesError):
-    """A concurrent index build could not be completed; the message says why and what next."""
+class IndexBuildError(TenantIndexesError, CommandError):
+    """A concurrent index build could not be completed; the message says why and what next.
+
+    Also a ``CommandError``: raised inside ``manage.py migrate``, it ends the command with
+    its message and exit status 1 instead of a traceback.
+    """
 
 
 class IndexDefinitionMismatchError(IndexBuildError):

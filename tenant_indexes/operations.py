@@ -452,6 +452,9 @@ class _SafeBuild:
     def _restore(self, restore: dict[str, str], lock_held: bool) -> None:
         # After a terminated backend the connection is gone, and with it the session's
         # settings and advisory lock: nothing to restore, and the original error matters.
+        if self.connection.connection is None or not self.connection.is_usable():
+            logger.debug("connection gone after building %s: nothing to restore", self.index.name)
+            return
         try:
             if lock_held:
                 catalog.release_build_lock(self.connection, self._qualified_name)

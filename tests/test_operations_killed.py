@@ -374,3 +374,22 @@ def test_concurrent_writers__no_write_fails_or_is_lost_during_the_build(bulk_tab
             cursor.execute(
                 "DELETE FROM django_migrations WHERE app = 'killed_build' AND name LIKE '0002%%'"
             )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_cli__index_with_another_definition_exits_1_with_a_message_not_a_traceback(
+    bulk_table: None,
+) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE INDEX {INDEX} ON {TABLE} (n)")
+    try:
+        code, out = _migrate()
+        assert code == 1, out
+        assert (
+            f'IndexDefinitionMismatchError: Index "{INDEX}" already exists and is valid' in out
+        ), out
+        assert "Traceback" not in out, out
+        assert not _recorded()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP INDEX IF EXISTS {INDEX}")
