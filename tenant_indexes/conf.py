@@ -68,6 +68,26 @@ DEFAULTS: dict[str, Any] = {
     # worker is free; the pass's own thread ends at its connect/statement timeout.
     "HEALTH_TIMEOUT": 5,
     # --- end of the health-check block ---------------------------------------------------
+    # --- Safe online index builds (operations.py, repair_tenant_indexes) ---------------
+    # lock_timeout of the build session: no lock wait of the build lasts longer.
+    "BUILD_LOCK_TIMEOUT": "5s",
+    # How often a build that gave up on a lock wait is tried again, and the first pause
+    # between tries in seconds (doubled each time, at most BUILD_RETRY_BACKOFF_MAX).
+    "BUILD_LOCK_RETRIES": 4,
+    "BUILD_RETRY_BACKOFF": 1.0,
+    "BUILD_RETRY_BACKOFF_MAX": 30.0,
+    # client_connection_check_interval of the build session (PostgreSQL 14+): a build whose
+    # client died (deploy killed) stops instead of running on unattended. "" leaves it.
+    "BUILD_CLIENT_CHECK_INTERVAL": "2s",
+    # Progress of long builds during migrate: "auto" (a bar on a terminal, lines
+    # otherwise, nothing at verbosity 0), "bar", "lines" or "off".
+    "BUILD_PROGRESS": "auto",
+    # Seconds between progress lines when the output is not a terminal.
+    "BUILD_PROGRESS_INTERVAL": 10.0,
+    # PostgreSQL 14.0-14.3 can corrupt indexes built concurrently; builds are refused there
+    # unless this is True (upgrade to 14.4+ instead, then REINDEX what was built).
+    "ALLOW_CONCURRENT_BUILDS_ON_PG14_BEFORE_14_4": False,
+    # --- end safe online index builds -----------------------------------------------------
 }
 
 

@@ -1,5 +1,7 @@
 """The exceptions tenant_indexes raises."""
 
+from django.core.management.base import CommandError
+
 
 class TenantIndexesError(Exception):
     """Base class of every error raised by tenant_indexes."""
@@ -35,3 +37,29 @@ class UnknownAppLabel(TenantIndexesError):
 
 
 # --- end check_tenant_indexes -------------------------------------------------------------
+
+
+# --- Safe online index builds (operations.py, repair_tenant_indexes) --------------------
+
+
+class IndexBuildError(TenantIndexesError, CommandError):
+    """A concurrent index build could not be completed; the message says why and what next.
+
+    Also a ``CommandError``: raised inside ``manage.py migrate``, it ends the command with
+    its message and exit status 1 instead of a traceback.
+    """
+
+
+class IndexDefinitionMismatchError(IndexBuildError):
+    """A valid index with the declared name exists but its definition differs."""
+
+
+class LockWaitTimeoutError(IndexBuildError):
+    """A build gave up after its bounded lock waits; the message names the blocker."""
+
+
+class UnsafeServerVersionError(IndexBuildError):
+    """The server's version has a known bug in concurrent index builds."""
+
+
+# --- end safe online index builds -------------------------------------------------------

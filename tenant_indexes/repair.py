@@ -1,0 +1,177 @@
+"""Repair of declared tenant indexes: create the missing ones, rebuild the INVALID ones.
+
+:func:`plan_repairs` compares what the models declare (:mod:`tenant_indexes.declared`) with
+one catalog snapshot per database (the same comparison as ``check_tenant_indexes``) and
+returns one :class:`RepairAction` per declared tenant index, with the exact SQL a repair
+runs. :func:`run_repairs` carries them out through
+:func:`~tenant_indexes.operations.build_index_concurrently`: concurrently, with bounded lock
+waits, the advisory lock, and verification that the result is valid. Neither prints.
+
+Only indexes declared in ``Meta.indexes`` are built here; an index that backs a constraint
+or a field's ``db_index`` belongs to its migration. A drifted index (valid, other
+definition) is reported and left alone, as the migration operation does.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.db import DatabaseError, connections
+
+from .catalog import catalog_snapshot
+from .conf import get_config
+from .exceptions import IndexBuildError, UnknownAppLabel, UnknownDatabaseAlias
+from .health import IndexReport, IndexState, default_databases, index_reports, tenant_tables_for
+from .operations import (
+    BuildOutput,
+    build_index_concurrently,
+    build_settings,
+    create_index_sql,
+    drop_index_sql,
+)
+
+
+class RepairKind(enum.StrEnum):
+    """What a repair does with one declared index."""
+
+    NOTHING = "nothing"  # ok
+    CREATE = "create"  # missing: build it
+    REBUILD = "rebuild"  # INVALID: drop it, build it
+    CANNOT = "cannot"  # drift, building, no table, not an index of Meta.indexes
+
+
+@dataclass(frozen=True)
+class RepairAction:
+    """The repair of one declared tenant index on one database.
+
+    Attributes:
+        database: the alias.
+        table: the table.
+        index: the index name.
+        state: the index's state before the repair.
+        kind: what the repair does.
+        statements: the SQL it runs, in order (empty unless it creates or rebuilds).
+        reason: why nothing can be done, for :attr:`RepairKind.CANNOT`.
+        model: the model label.
+    """
+
+    database: str
+    table: str
+    index: str
+    state: IndexState
+    kind: RepairKind
+    statements: tuple[str, ...] = ()
+    reason: str = ""
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    """What became of one :class:`RepairAction` that was run."""
+
+    action: RepairAction
+    done: bool
+    detail: str
+
+
+def _declared_index(model_label: str, name: str) -> tuple[Any, Any] | None:
+    model = apps.get_model(model_label)
+    for index in model._meta.indexes:
+        if index.name == name:
+            return model, index
+    return None
+
+
+def _action_for(report: IndexReport) -> RepairAction:
+    base = {
+        "database": report.database,
+        "table": report.table,
+        "index": report.name,
+        "state": report.status,
+        "model": report.model,
+    }
+    if report.status == IndexState.OK:
+        return RepairAction(kind=RepairKind.NOTHING, **base)
+    if report.status == IndexState.DRIFT:
+        reason = "a valid index with another definition: drop or rename it, or fix the model"
+        return RepairAction(kind=RepairKind.CANNOT, reason=reason, **base)
+    if report.status == IndexState.BUILDING:
+        reason = "a build of it is running right now"
+        return RepairAction(kind=RepairKind.CANNOT, reason=reason, **base)
+    if report.schema is None:
+        reason = f'table "{report.table}" does not exist: run migrate'
+        return RepairAction(kind=RepairKind.CANNOT, reason=reason, **base)
+    declared = _declared_index(report.model, report.name)
+    if declared is None:
+        reason = "it backs a constraint or db_index=True: its migration creates it"
+        return RepairAction(kind=RepairKind.CANNOT, reason=reason, **base)
+    model, index = declared
+    connection = connections[report.database]
+    session = build_settings(get_config())
+    if connection.pg_version < 140000:  # no client_connection_check_interval before 14
+        session.pop("client_connection_check_interval", None)
+    statements = [f"SET {name} = '{value}'" for name, value in session.items()]
+    if report.status == IndexState.INVALID:
+        statements.append(drop_index_sql(connection, report.schema, report.name))
+    with connection.schema_editor(atomic=False) as editor:
+        statements.append(create_index_sql(editor, model, index))
+    kind = RepairKind.REBUILD if report.status == IndexState.INVALID else RepairKind.CREATE
+    return RepairAction(kind=kind, statements=tuple(statements), **base)
+
+
+def plan_repairs(
+    databases: Sequence[str] | None = None, app_labels: Sequence[str] | None = None
+) -> tuple[RepairAction, ...]:
+    """One :class:`RepairAction` per declared tenant index on each database.
+
+    Args:
+        databases: aliases (default: every PostgreSQL alias that tenant models migrate to).
+        app_labels: only these apps' models (default: all).
+
+    Raises:
+        CatalogUnavailable: a database is not PostgreSQL, unreachable, or timed out.
+        UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
+        UnknownAppLabel: an app label is not installed.
+    """
+    for label in app_labels or ():
+        if label not in apps.app_configs:
+            raise UnknownAppLabel(f"unknown app label {label!r}")
+    for alias in databases or ():
+        if alias not in settings.DATABASES:
+            raise UnknownDatabaseAlias(
+                f"unknown database alias {alias!r} (known: {', '.join(settings.DATABASES)})"
+            )
+    actions: list[RepairAction] = []
+    for alias in databases or default_databases(app_labels):
+        tables = tenant_tables_for(alias, app_labels)
+        snapshot = catalog_snapshot(alias, [(t.schema, t.table) for t in tables])
+        actions.extend(_action_for(report) for report in index_reports(tables, snapshot))
+    return tuple(actions)
+
+
+def run_repairs(
+    actions: Sequence[RepairAction], output: BuildOutput | None = None
+) -> tuple[RepairResult, ...]:
+    """Carry out the CREATE and REBUILD actions, one index at a time.
+
+    A failure (a lock wait that ran out of retries, a build that did not end valid) is
+    recorded in its result and the next index is tried.
+    """
+    results = []
+    for action in actions:
+        if action.kind not in (RepairKind.CREATE, RepairKind.REBUILD):
+            continue
+        model, index = _declared_index(action.model, action.index)  # type: ignore[misc]
+        try:
+            with connections[action.database].schema_editor(atomic=False) as editor:
+                outcome = build_index_concurrently(editor, model, index, output=output)
+        except (IndexBuildError, DatabaseError) as e:
+            results.append(RepairResult(action, done=False, detail=str(e).strip()))
+        else:
+            results.append(RepairResult(action, done=True, detail=outcome.value))
+    return tuple(results)

@@ -1,0 +1,34 @@
+import django.db.models.deletion
+from django.db import migrations, models
+
+import tenant_indexes.fields
+
+
+class Migration(migrations.Migration):
+    initial = True
+
+    dependencies = [("tenant_indexes", "0001_initial")]
+
+    operations = [
+        migrations.CreateModel(
+            name="Article",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("title", models.CharField(max_length=100)),
+                (
+                    "tenant",
+                    tenant_indexes.fields.TenantForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to="tenant_indexes.tenant",
+                    ),
+                ),
+            ],
+            options={"db_table": "scenario_articles"},
+        ),
+    ]
