@@ -16,6 +16,9 @@ from django.dispatch import receiver
 DEFAULTS: dict[str, Any] = {
     # Column that identifies the tenant in every tenant-scoped table.
     "TENANT_COLUMN": "tenant_id",
+    # --- Fail-closed tenant scoping (issue #7, scoping.py) ---
+    # Dotted path of ``f(request) -> tenant | None`` used by TenantScopeMiddleware.
+    "TENANT_RESOLVER": "tenant_indexes.scoping.tenant_from_request",
 }
 
 

@@ -7,3 +7,10 @@ class TenantIndexesError(Exception):
 
 class TenantNotSetError(TenantIndexesError):
     """A tenant-scoped query was made without naming a tenant."""
+
+
+# --- Fail-closed tenant scoping (issue #7, scoping.py) -----------------------------------
+
+
+class TenantScopeError(TenantIndexesError):
+    """A query or write would cross from the current tenant into another one."""

@@ -347,7 +347,8 @@ def _copy(
                 written += len(chunk)
                 chunk.clear()
                 if progress:
-                    progress(table, written, expected)
+                    # Never "done" mid-table: expected is only an estimate for messages.
+                    progress(table, written, max(expected, written + 1))
         if chunk:
             copy.write("".join(chunk))
             written += len(chunk)

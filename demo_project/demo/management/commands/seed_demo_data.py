@@ -54,6 +54,7 @@ class Command(BaseCommand):
             f"(seed {options['seed']})"
         )
         self._last_report = 0.0
+        self._verbosity = options["verbosity"]
         self._finished: set[str] = set()
         try:
             with transaction.atomic():
@@ -80,10 +81,10 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {table:<24} {rows:>10,} {digest}")
 
     def _progress(self, table: str, written: int, expected: int) -> None:
-        # Progress lines at most twice a second, plus one per finished table.
+        # Progress lines at most every two seconds, plus one per finished table.
         now = time.perf_counter()
         done = written >= expected
-        if not done and now - self._last_report < 0.5:
+        if not done and now - self._last_report < 2.0:
             return
         self._last_report = now
         if done:
@@ -91,5 +92,5 @@ class Command(BaseCommand):
                 return
             self._finished.add(table)
             self.stdout.write(f"  {table:<24} {written:>10,} rows")
-        elif self.verbosity >= 1:
+        elif self._verbosity >= 1:
             self.stderr.write(f"  {table:<24} {written:>10,} / ~{expected:,}")
