@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from django.db import connection
+from django.db import NotSupportedError, connection, transaction
 
 # Tables in load order (parents first) and their COPY columns.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -377,10 +377,23 @@ def seed_tables_row_count() -> int:
 
 
 def truncate_seed_tables() -> None:
-    """Empty the seed's tables (other tables that reference them must be empty too)."""
+    """Empty the seed's tables.
+
+    ``TRUNCATE`` when nothing else references them; when other tables do (a project's own
+    tenant models), row-by-row ``DELETE``, which fails, rather than cascades, if those tables
+    still hold rows of these tenants.
+    """
     qn = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {', '.join(qn(t) for t in TABLES)} RESTART IDENTITY")
+        # Django's foreign keys are DEFERRABLE INITIALLY DEFERRED: TRUNCATE refuses to run
+        # while checks of rows inserted earlier in the transaction are pending.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        try:
+            with transaction.atomic():
+                cursor.execute(f"TRUNCATE {', '.join(qn(t) for t in TABLES)}")
+        except NotSupportedError:
+            for table in reversed(TABLES):
+                cursor.execute(f"DELETE FROM {qn(table)}")
 
 
 def generate_demo_data(
