@@ -141,3 +141,29 @@ def test_plan__median_tenant_queries_use_the_tenant_indexes_and_seq_scan_without
     # The indexes came back: the rollback restored them.
     queries = typical_queries(result.tenant_id)
     assert scan_node(queries[0].queryset, "tickets").index_name == "idx_tickets_tenant_status"
+
+
+@pytest.mark.django_db
+def test_demo_fail_closed__refuses_without_tenant_and_uses_the_index_with_one() -> None:
+    _seed("--tenants", "50", "--tickets", "20000")
+    out = StringIO()
+    call_command("demo_fail_closed", stdout=out, no_color=True)
+    text = out.getvalue()
+    assert "refused: ScopedTicket is tenant-scoped and no tenant is set" in text
+    assert "idx_tickets_tenant_status" in text
+    assert "exists() = False" in text
+    assert "for_tenant(<another tenant>) refused" in text
+
+
+@pytest.mark.django_db
+def test_demo_fail_closed__without_data_exits_2() -> None:
+    with pytest.raises(CommandError, match="seed_demo_data") as excinfo:
+        call_command("demo_fail_closed", stdout=StringIO())
+    assert excinfo.value.returncode == 2
+
+
+@pytest.mark.django_db
+def test_demo_app__has_no_missing_migrations() -> None:
+    out = StringIO()
+    call_command("makemigrations", "demo", "scopingapp", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
