@@ -185,11 +185,16 @@ class TenantScopedQuerySet(TenantQuerySet):
 
     def create(self, **kwargs: Any) -> Any:
         if self.is_tenant_scoped:
-            obj = self.model(**kwargs)
-            self._claim(obj)
-            self._for_write = True
-            obj.save(force_insert=True, using=self.db)
-            return obj
+            field = self.tenant_field
+            given = _tenant_pk(kwargs.get(field, kwargs.get(f"{field}_id")))
+            if given is None:
+                kwargs.pop(field, None)
+                kwargs[f"{field}_id"] = self._scope_tenant_id
+            elif str(given) != str(self._scope_tenant_id):
+                raise TenantScopeError(
+                    f"Refusing to create a {self.model.__name__} of tenant {given} while "
+                    f"scoped to tenant {self._scope_tenant_id}."
+                )
         return super().create(**kwargs)
 
     def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> Any:
