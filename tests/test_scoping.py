@@ -84,6 +84,7 @@ NO_TENANT_READS = {
     "all": lambda w: list(Project.objects.all()),
     "filter": lambda w: list(Task.objects.filter(title__startswith="b")),
     "get": lambda w: Task.objects.get(pk=w.b_task.pk),
+    "exclude": lambda w: list(Task.objects.exclude(title="a-task")),
     "count": lambda w: Task.objects.count(),
     "exists": lambda w: Task.objects.exists(),
     "values": lambda w: list(Task.objects.values("title")),
@@ -138,6 +139,9 @@ def test_scope__filter_and_get_never_return_the_other_tenant(world: World) -> No
         assert not Task.objects.filter(pk=world.b_task.pk).exists()
         assert not Task.objects.filter(tenant=world.b).exists()
         assert not Task.objects.filter(title="b-task").exists()
+        assert set(Task.objects.exclude(title="a-task").values_list("title", flat=True)) == {
+            "a-task-2"
+        }
         with pytest.raises(Task.DoesNotExist):
             Task.objects.get(pk=world.b_task.pk)
         assert Task.objects.in_bulk([world.a_task.pk, world.b_task.pk]).keys() == {world.a_task.pk}
