@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -54,6 +55,7 @@ from django.utils.module_loading import import_string
 
 from .conf import get_config
 from .exceptions import TenantNotSetError, TenantScopeError
+from .fields import TenantForeignKey
 from .querysets import TenantQuerySet
 
 __all__ = [
@@ -132,9 +134,9 @@ def all_tenants() -> Iterator[None]:
         _current_scope.reset(token)
 
 
+@functools.cache
 def _tenant_field_name(model: type[models.Model] | None) -> str:
-    from .fields import TenantForeignKey
-
+    # The field is found by type, so a tenant field named "account" works too.
     if model is not None:
         for field in model._meta.concrete_fields:
             if isinstance(field, TenantForeignKey):
