@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.models import Count
 
-from demo_project.demo.datagen import DemoSize, table_checksums, zipf_counts
+from demo_project.demo.datagen import DemoSize, seed_foreign_keys, table_checksums, zipf_counts
 from demo_project.demo.querybench import run_benchmark, scan_node, typical_queries
 from tenant_indexes.models import Customer, Tenant, Ticket
 
@@ -86,6 +86,22 @@ def test_seed__related_rows_stay_within_their_tenant() -> None:
             """
         )
         assert cursor.fetchone() == (0, 0, 0, 4)
+
+
+@pytest.mark.django_db
+def test_seed__foreign_keys_are_back_with_the_same_names_and_definitions() -> None:
+    """The load drops the seed's foreign keys for speed and adds them back, validated."""
+    before = seed_foreign_keys()
+    assert len(before) >= 11  # eight tenant FKs, ticket->customer, message->ticket/author
+    _seed(*SMALL)
+    assert seed_foreign_keys() == before
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated "
+            "AND conrelid = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) t)",
+            [[table for table, _, _ in before]],
+        )
+        assert cursor.fetchone()[0] == 0
 
 
 @pytest.mark.django_db
