@@ -108,7 +108,7 @@ def tenant_context(tenant: Any) -> Iterator[None]:
     Contexts nest; leaving one restores the previous tenant (or none).
 
     Raises:
-        TenantNotSetError: ``tenant`` is ``None`` (or an unsaved instance).
+        TenantNotSetError: ``tenant`` is ``None`` or an instance without a primary key.
     """
     tenant_id = _tenant_pk(tenant)
     if tenant_id is None:
