@@ -52,4 +52,17 @@ def database_config(default_dbname: str, **extra: Any) -> dict[str, Any]:
     import dj_database_url
 
     url = os.environ.get("DATABASE_URL") or embedded_database_url(default_dbname)
+    if url.startswith(("mysql", "mariadb")):
+        _use_pymysql_if_needed()
     return dj_database_url.parse(url, **extra)
+
+
+def _use_pymysql_if_needed() -> None:
+    """Let Django's MySQL backend run on PyMySQL when mysqlclient (C, needs libmysqlclient) is
+    not installed; the demo and the tests use MariaDB only to prove the non-PostgreSQL path."""
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        import pymysql
+
+        pymysql.install_as_MySQLdb()

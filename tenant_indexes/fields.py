@@ -29,6 +29,11 @@ class TenantForeignKey(models.ForeignKey):
             raise ValueError("A tenant foreign key cannot be nullable: every row has a tenant.")
         super().__init__(to, on_delete or models.PROTECT, **kwargs)
 
+    def get_internal_type(self) -> str:
+        # Backends special-case "ForeignKey" (MySQL recreates the implicit FK index InnoDB
+        # needs before dropping a covering index); without this they would see the class name.
+        return "ForeignKey"
+
     def deconstruct(self) -> tuple[str, str, list[Any], dict[str, Any]]:
         name, _path, args, kwargs = super().deconstruct()
         return name, "tenant_indexes.fields.TenantForeignKey", args, kwargs
