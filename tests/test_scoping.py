@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.core.management import call_command
 from django.db import connection, connections
 from django.db.models import Count, Prefetch, Sum
 from django.http import HttpResponse
@@ -69,12 +68,7 @@ def world(db: None) -> World:
 
 @pytest.fixture
 def migrated_world(transactional_db: None) -> World:
-    """Rows committed for real (async ORM threads use their own connections).
-
-    ``test_migrate__to_zero_and_back_again`` migrates tenant_indexes to zero, which also
-    unapplies this app, and re-applies only tenant_indexes; migrate everything again first.
-    """
-    call_command("migrate", verbosity=0)
+    """Rows committed for real (async ORM threads use their own connections)."""
     return _populate()
 
 
