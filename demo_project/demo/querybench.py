@@ -2,8 +2,9 @@
 
 Both measurements run on the same data in the same database: the "without" side drops the
 seed's eleven tenant indexes inside a transaction, measures, and rolls back, which restores
-the indexes instantly without a rebuild (PostgreSQL's DDL is transactional). Nothing here
-prints; ``benchmarks/bench_tenant_queries.py`` renders the result.
+the indexes instantly without a rebuild (PostgreSQL's DDL is transactional). Meanwhile that
+transaction holds ACCESS EXCLUSIVE locks on the seed's tables: run it on a demo database.
+Nothing here prints; ``benchmarks/bench_tenant_queries.py`` renders the result.
 """
 
 from __future__ import annotations
