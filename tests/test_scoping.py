@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection, connections
-from django.db.models import Count, Prefetch, Sum
+from django.db.models import Count, Prefetch, Subquery, Sum
 from django.http import HttpResponse
 from django.test import AsyncRequestFactory, RequestFactory, override_settings
 
@@ -97,6 +97,14 @@ NO_TENANT_READS = {
     "reverse m2m manager": lambda w: list(Label.objects.unscoped().get(name="b-label").tasks.all()),
     "tenant's reverse manager": lambda w: list(w.b.projects.all()),
     "custom tenant field": lambda w: list(Comment.objects.all()),
+    "_default_manager": lambda w: list(Task._default_manager.all()),
+    "db_manager": lambda w: list(Task.objects.db_manager("default").all()),
+    "using": lambda w: list(Task.objects.using("default")),
+    "subquery": lambda w: list(
+        Project.objects.unscoped().filter(pk__in=Subquery(Task.objects.values("project")))
+    ),
+    "union": lambda w: list(Task.objects.unscoped().union(Task.objects.all())),
+    "async count": lambda w: asyncio.run(Task.objects.acount()),
     "prefetch through related manager": lambda w: list(
         Project.objects.unscoped().prefetch_related("tasks")
     ),
@@ -159,6 +167,8 @@ def test_scope__lookups_across_relations_start_from_the_tenant(world: World) -> 
         assert not Task.objects.filter(project__in=Project.objects.unscoped()).exclude(
             tenant=world.a
         )
+        in_a = Project.objects.unscoped().filter(pk__in=Subquery(Task.objects.values("project")))
+        assert [p.name for p in in_a] == ["a-project"]
 
 
 def test_scope__related_managers_add_the_tenant_filter(world: World) -> None:
