@@ -88,6 +88,9 @@ DEFAULTS: dict[str, Any] = {
     # unless this is True (upgrade to 14.4+ instead, then REINDEX what was built).
     "ALLOW_CONCURRENT_BUILDS_ON_PG14_BEFORE_14_4": False,
     # --- end safe online index builds -----------------------------------------------------
+    # --- Fail-closed tenant scoping (issue #7, scoping.py) ---
+    # Dotted path of ``f(request) -> tenant | None`` used by TenantScopeMiddleware.
+    "TENANT_RESOLVER": "tenant_indexes.scoping.tenant_from_request",
 }
 
 

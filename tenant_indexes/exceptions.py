@@ -63,3 +63,10 @@ class UnsafeServerVersionError(IndexBuildError):
 
 
 # --- end safe online index builds -------------------------------------------------------
+
+
+# --- Fail-closed tenant scoping (issue #7, scoping.py) -----------------------------------
+
+
+class TenantScopeError(TenantIndexesError):
+    """A query or write would cross from the current tenant into another one."""

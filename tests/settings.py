@@ -19,6 +19,9 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "tenant_indexes",
     "tests.testapp",
+    # issue #7: the fail-closed scoping scenario and the demo data generator.
+    "tests.scopingapp",
+    "demo_project.demo",
 ]
 
 EMBEDDED_HOST = "embedded-pgserver"  # replaced by the session fixture
