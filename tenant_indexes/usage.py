@@ -50,8 +50,8 @@ from .health import (
     DatabaseReport,
     Finding,
     Level,
-    _status,
     default_databases,
+    overall_status,
     register_database_set_producer,
     register_finding_producer,
     tenant_tables_for,
@@ -747,7 +747,7 @@ def collect_usage(
     index_stats, table_stats, ages = analyse_usage(snapshots, tenant_columns, thresholds, plans)
     findings = usage_findings(index_stats, table_stats, ages, tenant_columns, thresholds)
     return UsageReport(
-        status=_status(reports, findings),
+        status=overall_status(reports, findings),
         databases=tuple(reports),
         indexes=tuple(sorted(index_stats, key=SORT_KEYS[sort])),
         tables=table_stats,

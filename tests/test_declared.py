@@ -23,10 +23,10 @@ SEED_TABLES = {
 
 
 class NoTestappRouter:
-    """Keeps the test app's models off every alias."""
+    """Keeps the test apps' models off every alias."""
 
     def allow_migrate(self, db, app_label, **hints):
-        return False if app_label == "testapp" else None
+        return False if app_label in {"testapp", "scopingapp"} else None
 
 
 def _by_table(tables):
@@ -35,7 +35,15 @@ def _by_table(tables):
 
 def test_declared__seed_and_test_app_tables_with_their_tenant_indexes() -> None:
     tables = _by_table(declared_tenant_tables("default"))
-    assert set(tables) == SEED_TABLES | {"testapp_order", "testapp_invoice", "testapp_shipment"}
+    assert set(tables) == SEED_TABLES | {
+        "testapp_order",
+        "testapp_invoice",
+        "testapp_shipment",
+        "scopingapp_project",
+        "scopingapp_label",
+        "scopingapp_task",
+        "scopingapp_comment",
+    }
     # tenants itself is not tenant-scoped; messages keeps its ticket-leading index too.
     assert [ix.name for ix in tables["messages"].indexes] == [
         "idx_messages_tenant_id",
