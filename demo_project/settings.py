@@ -34,5 +34,5 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"tenant_indexes": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {"tenant_indexes": {"handlers": ["console"], "level": "WARNING"}},
 }
