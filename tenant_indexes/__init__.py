@@ -6,6 +6,11 @@ Public API::
     from tenant_indexes.models import TenantModel          # abstract base model
     from tenant_indexes.operations import AddIndexConcurrently, RemoveIndexConcurrently
     from tenant_indexes import TenantScopedManager, tenant_context, all_tenants  # fail closed
+
+    # Checks (need the app registry; import after django.setup()):
+    from tenant_indexes.health import check_databases      # -> HealthReport (.as_dict())
+    from tenant_indexes.usage import collect_usage         # tenant_index_stats' core
+    from tenant_indexes.views import tenant_index_health   # or include("tenant_indexes.urls")
 """
 
 from .exceptions import TenantIndexesError, TenantNotSetError, TenantScopeError
