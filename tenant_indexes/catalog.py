@@ -678,7 +678,8 @@ def tenant_query_plans(
 ) -> tuple[TenantQueryPlan, ...]:  # (live schema, table, tenant column)
     """EXPLAIN (never ANALYZE) a tenant-scoped query on each table.
 
-    For each ``(schema, table, tenant_column)``: take the tenant of one real row, then
+    For each ``(schema, table, tenant_column)``: take the tenant of one real row (one that is
+    not among ``pg_stats.most_common_vals`` when there is one), then
     ``EXPLAIN (FORMAT JSON) SELECT * FROM table WHERE tenant_column = <that tenant>``.
     Nothing is executed but one single-row read per table, so this is safe in production.
     Tables that do not exist are left out. Costs two statements per table, plus two, under
@@ -698,8 +699,20 @@ def tenant_query_plans(
                 continue
             relation = f"{conn.ops.quote_name(schema)}.{conn.ops.quote_name(table)}"
             tenant_sql = conn.ops.quote_name(column)
+            # A typical tenant, not one of the most common values the planner knows: for a
+            # dominant tenant a sequential scan is the right plan, and asking about it would
+            # flag a healthy table. Falls back to any row when every tenant is common.
             cursor.execute(
-                f"SELECT {tenant_sql}::text, pg_typeof({tenant_sql})::text FROM {relation} LIMIT 1"
+                f"SELECT tenant, type_name FROM ("
+                f" (SELECT {tenant_sql}::text AS tenant, pg_typeof({tenant_sql})::text"
+                f"  AS type_name, 0 AS preference FROM {relation}"
+                f"  WHERE {tenant_sql}::text <> ALL (coalesce((SELECT most_common_vals::text"
+                f"   ::text[] FROM pg_stats WHERE schemaname = %s AND tablename = %s"
+                f"   AND attname = %s), '{{}}'::text[])) LIMIT 1)"
+                f" UNION ALL"
+                f" (SELECT {tenant_sql}::text, pg_typeof({tenant_sql})::text, 1 FROM {relation}"
+                f"  LIMIT 1)) AS candidates ORDER BY preference LIMIT 1",
+                [schema, table, column],
             )
             row = cursor.fetchone()
             if row is None:
