@@ -115,10 +115,13 @@ def _action_for(report: IndexReport) -> RepairAction:
     session = build_settings(get_config())
     if connection.pg_version < 140000:  # no client_connection_check_interval before 14
         session.pop("client_connection_check_interval", None)
-    statements = [f"SET {name} = '{value}'" for name, value in session.items()]
-    if report.status == IndexState.INVALID:
-        statements.append(drop_index_sql(connection, report.schema, report.name))
     with connection.schema_editor(atomic=False) as editor:
+        # Setting names are fixed identifiers; values are quoted as SQL literals.
+        statements = [
+            f"SET {name} = {editor.quote_value(value)}" for name, value in session.items()
+        ]
+        if report.status == IndexState.INVALID:
+            statements.append(drop_index_sql(connection, report.schema, report.name))
         statements.append(create_index_sql(editor, model, index))
     kind = RepairKind.REBUILD if report.status == IndexState.INVALID else RepairKind.CREATE
     return RepairAction(kind=kind, statements=tuple(statements), **base)
