@@ -460,6 +460,39 @@ def default_databases(app_labels: Sequence[str] | None = None) -> list[str]:
     return postgres or with_tenant_models
 
 
+def resolve_databases(
+    databases: Sequence[str] | None = None, app_labels: Sequence[str] | None = None
+) -> list[str]:
+    """Validate the requested app labels and aliases and say which aliases to read.
+
+    Shared by the check, the usage report and the repair so that a typo gets the same
+    message (and exit code 2) from every command.
+
+    Args:
+        databases: requested aliases, in order; repeats are read once. Empty or ``None``:
+            :func:`default_databases`.
+        app_labels: requested app labels (``None``: every installed app).
+
+    Returns:
+        The aliases to read, each once, in the order given.
+
+    Raises:
+        UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
+        UnknownAppLabel: an app label is not installed.
+    """
+    for label in app_labels or ():
+        try:
+            apps.get_app_config(label)
+        except LookupError as e:
+            raise UnknownAppLabel(f"unknown app label {label!r}") from e
+    for alias in databases or ():
+        if alias not in settings.DATABASES:
+            raise UnknownDatabaseAlias(
+                f"unknown database alias {alias!r} (known: {', '.join(settings.DATABASES)})"
+            )
+    return list(dict.fromkeys(databases)) if databases else default_databases(app_labels)
+
+
 def check_databases(
     databases: Sequence[str] | None = None,
     app_labels: Sequence[str] | None = None,
@@ -481,17 +514,7 @@ def check_databases(
         UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
         UnknownAppLabel: an app label is not installed.
     """
-    for label in app_labels or ():
-        try:
-            apps.get_app_config(label)
-        except LookupError as e:
-            raise UnknownAppLabel(f"unknown app label {label!r}") from e
-    for alias in databases or ():
-        if alias not in settings.DATABASES:
-            raise UnknownDatabaseAlias(
-                f"unknown database alias {alias!r} (known: {', '.join(settings.DATABASES)})"
-            )
-    aliases = list(dict.fromkeys(databases)) if databases else default_databases(app_labels)
+    aliases = resolve_databases(databases, app_labels)
     producers = list(FINDING_PRODUCERS if producers is None else producers)
     database_reports: list[DatabaseReport] = []
     indexes: list[IndexReport] = []

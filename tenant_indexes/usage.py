@@ -25,8 +25,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.apps import apps
-from django.conf import settings
 from django.db import DatabaseError, connections
 
 from .catalog import (
@@ -43,17 +41,16 @@ from .catalog import (
 )
 from .conf import get_config
 from .declared import TenantTable
-from .exceptions import UnknownAppLabel, UnknownDatabaseAlias
 from .health import (
     W_REDUNDANT,
     W_UNUSED,
     DatabaseReport,
     Finding,
     Level,
-    default_databases,
     overall_status,
     register_database_set_producer,
     register_finding_producer,
+    resolve_databases,
     tenant_tables_for,
 )
 
@@ -669,18 +666,8 @@ def collect_usage(
         UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
         UnknownAppLabel: an app label is not installed.
     """
-    for label in app_labels or ():
-        try:
-            apps.get_app_config(label)
-        except LookupError as e:
-            raise UnknownAppLabel(f"unknown app label {label!r}") from e
-    for alias in databases or ():
-        if alias not in settings.DATABASES:
-            raise UnknownDatabaseAlias(
-                f"unknown database alias {alias!r} (known: {', '.join(settings.DATABASES)})"
-            )
+    aliases = resolve_databases(databases, app_labels)
     thresholds = UsageThresholds.from_config(get_config())
-    aliases = list(dict.fromkeys(databases)) if databases else default_databases(app_labels)
     reports: list[DatabaseReport] = []
     snapshots: list[UsageSnapshot] = []
     tenant_columns: dict[tuple[str, str], str] = {}
