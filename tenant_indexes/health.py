@@ -186,12 +186,7 @@ class HealthReport:
 
         "Could not check" wins: a partial answer must not pass a deploy gate.
         """
-        threshold = Level(fail_level).rank
-        if any(d.error for d in self.databases):
-            return 2
-        if any(f.level.rank >= threshold for f in self.findings):
-            return 1
-        return 0
+        return exit_code_for(self.databases, self.findings, fail_level)
 
 
 FindingProducer = Callable[[Sequence[TenantTable], CatalogSnapshot], Iterable[Finding]]
@@ -560,6 +555,28 @@ def check_databases(
         indexes=tuple(indexes),
         findings=tuple(findings),
     )
+
+
+def exit_code_for(
+    databases: Sequence[DatabaseReport], findings: Sequence[Finding], fail_level: Level | str
+) -> int:
+    """DESIGN.md's exit code of a check or usage report.
+
+    Args:
+        databases: the report's databases; one with ``error`` set was not checked.
+        findings: the report's findings.
+        fail_level: the lowest finding level that makes the result unhealthy.
+
+    Returns:
+        2 when a database was not checked (a partial answer must not pass a deploy gate),
+        1 when a finding is at or above ``fail_level``, else 0.
+    """
+    threshold = Level(fail_level).rank
+    if any(d.error for d in databases):
+        return 2
+    if any(f.level.rank >= threshold for f in findings):
+        return 1
+    return 0
 
 
 def overall_status(databases: Sequence[DatabaseReport], findings: Sequence[Finding]) -> str:

@@ -47,6 +47,7 @@ from .health import (
     DatabaseReport,
     Finding,
     Level,
+    exit_code_for,
     overall_status,
     register_database_set_producer,
     register_finding_producer,
@@ -628,12 +629,7 @@ class UsageReport:
 
     def exit_code(self, fail_level: Any = "error") -> int:
         """0 healthy, 1 a finding at or above ``fail_level``, 2 a database was not checked."""
-        threshold = Level(fail_level).rank
-        if any(d.error for d in self.databases):
-            return 2
-        if any(f.level.rank >= threshold for f in self.findings):
-            return 1
-        return 0
+        return exit_code_for(self.databases, self.findings, fail_level)
 
 
 SORT_KEYS = {
