@@ -35,6 +35,7 @@ from .catalog import (
     TableUsage,
     TenantQueryPlan,
     UsageSnapshot,
+    first_error_line,
     server_stats,
     tenant_query_plans,
     usage_snapshot,
@@ -685,14 +686,12 @@ def collect_usage(
         try:
             snapshot = usage_snapshot(alias, [(t.schema, t.table) for t in tables])
         except DatabaseError as e:
-            text = str(e).strip()
             reports.append(
                 DatabaseReport(
                     alias=alias,
                     vendor=connection.vendor,
                     server_version=None,
-                    error=f"database {alias!r}: "
-                    + (text.splitlines()[0] if text else type(e).__name__),
+                    error=f"database {alias!r}: {first_error_line(e)}",
                 )
             )
             continue
@@ -720,12 +719,10 @@ def collect_usage(
                 [(t.schema, t.table, tenant_columns[(t.schema, t.table)]) for t in first.tables],
             )
         except DatabaseError as e:
-            text = str(e).strip()
             position = next(i for i, r in enumerate(reports) if r.alias == first.server.alias)
             reports[position] = replace(
                 reports[position],
-                error=f"database {first.server.alias!r}: --explain failed: "
-                + (text.splitlines()[0] if text else type(e).__name__),
+                error=f"database {first.server.alias!r}: --explain failed: {first_error_line(e)}",
             )
     index_stats, table_stats, ages = analyse_usage(snapshots, tenant_columns, thresholds, plans)
     findings = usage_findings(index_stats, table_stats, ages, tenant_columns, thresholds)
