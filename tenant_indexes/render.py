@@ -115,6 +115,18 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def render_status_gauge(status: str) -> str:
+    """Only the overall ``tenant_indexes_status`` gauge, e.g. for a probe that did not finish.
+
+    Args:
+        status: ``ok``, ``warning``, ``error`` or ``unknown``.
+
+    Returns:
+        The gauge's exposition lines, ending with a newline.
+    """
+    return "\n".join(_status_gauge(status)) + "\n"
+
+
 def _status_gauge(status: str) -> list[str]:
     return [
         "# HELP tenant_indexes_status Overall result: 0 ok, 1 warning, 2 error, 3 unknown.",
