@@ -278,13 +278,7 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
                 # Only possible as the first statement of a transaction; inside a caller's
                 # transaction we issue nothing but SELECTs anyway.
                 cursor.execute("SET TRANSACTION READ ONLY")
-            cursor.execute(
-                _SNAPSHOT_SETTINGS_SQL,
-                [
-                    f"{int(config['CHECK_STATEMENT_TIMEOUT_MS'])}ms",
-                    f"{int(config['CHECK_LOCK_TIMEOUT_MS'])}ms",
-                ],
-            )
+            cursor.execute(_SNAPSHOT_SETTINGS_SQL, _timeouts())
             _, _, server_version, server_version_num, current_schema = cursor.fetchone()
             cursor.execute(_SNAPSHOT_TABLES_SQL, [schemas, names])
             live_tables = tuple(LiveTable(*row) for row in cursor.fetchall())
@@ -294,8 +288,7 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
             # timeouts) outlives it, also when it ran in a savepoint of the caller's.
             transaction.set_rollback(True, using=using)
     except (DatabaseError, ImproperlyConfigured) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CatalogUnavailable(f"database {using!r}: {first_line}") from e
+        raise CatalogUnavailable(f"database {using!r}: {first_error_line(e)}") from e
     return CatalogSnapshot(
         alias=using,
         vendor=connection.vendor,
@@ -309,6 +302,15 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
 
 
 _INDOPTION_DESC = 1  # pg_index.indoption bit: the key column sorts descending
+
+
+def first_error_line(error: BaseException) -> str:
+    """The first line of a database error's message (its class name when it has none).
+
+    Drivers append DETAIL, HINT and context lines; a report keeps one line per database.
+    """
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _live_index(row: tuple[Any, ...]) -> LiveIndex:
@@ -589,6 +591,7 @@ SELECT pg_stat_clear_snapshot(),
 
 
 def _timeouts() -> list[str]:
+    # The CHECK_* statement and lock timeouts as set_config() values, for every read here.
     from .conf import get_config
 
     config = get_config()

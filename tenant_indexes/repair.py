@@ -20,13 +20,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
-from django.conf import settings
 from django.db import DatabaseError, connections
 
 from .catalog import catalog_snapshot
 from .conf import get_config
-from .exceptions import IndexBuildError, UnknownAppLabel, UnknownDatabaseAlias
-from .health import IndexReport, IndexState, default_databases, index_reports, tenant_tables_for
+from .exceptions import IndexBuildError
+from .health import (
+    IndexReport,
+    IndexState,
+    index_reports,
+    resolve_databases,
+    tenant_tables_for,
+)
 from .operations import (
     BuildOutput,
     build_index_concurrently,
@@ -141,16 +146,8 @@ def plan_repairs(
         UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
         UnknownAppLabel: an app label is not installed.
     """
-    for label in app_labels or ():
-        if label not in apps.app_configs:
-            raise UnknownAppLabel(f"unknown app label {label!r}")
-    for alias in databases or ():
-        if alias not in settings.DATABASES:
-            raise UnknownDatabaseAlias(
-                f"unknown database alias {alias!r} (known: {', '.join(settings.DATABASES)})"
-            )
     actions: list[RepairAction] = []
-    for alias in databases or default_databases(app_labels):
+    for alias in resolve_databases(databases, app_labels):
         tables = tenant_tables_for(alias, app_labels)
         snapshot = catalog_snapshot(alias, [(t.schema, t.table) for t in tables])
         actions.extend(_action_for(report) for report in index_reports(tables, snapshot))

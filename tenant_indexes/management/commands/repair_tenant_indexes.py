@@ -10,6 +10,8 @@ from tenant_indexes.exceptions import TenantIndexesError
 from tenant_indexes.operations import BuildOutput
 from tenant_indexes.repair import RepairKind, plan_repairs, run_repairs
 
+from ._base import add_target_arguments, targets
+
 
 class Command(BaseCommand):
     help = (
@@ -19,16 +21,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument(
-            "app_labels", nargs="*", metavar="app_label", help="Only repair these apps' models."
-        )
-        parser.add_argument(
-            "--database",
-            action="append",
-            dest="databases",
-            metavar="ALIAS",
-            help="Database alias to repair (repeatable). Default: every PostgreSQL alias "
-            "that tenant models migrate to.",
+        add_target_arguments(
+            parser,
+            app_labels_help="Only repair these apps' models.",
+            database_help="Database alias to repair (repeatable). Default: every PostgreSQL "
+            "alias that tenant models migrate to.",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="Print the SQL a repair would run; run none."
@@ -36,7 +33,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            actions = plan_repairs(options["databases"] or None, options["app_labels"] or None)
+            actions = plan_repairs(**targets(options))
         except TenantIndexesError as e:
             raise CommandError(f"could not check: {e}", returncode=2) from e
         work = [a for a in actions if a.kind in (RepairKind.CREATE, RepairKind.REBUILD)]
