@@ -59,7 +59,27 @@ def raise_for_exit_code(report: Any, fail_level: str) -> None:
         )
 
 
-class ReportCommand(BaseCommand):
+class ExitCodeArgumentsMixin:
+    """Bad arguments exit 2 (DESIGN.md) from ``call_command`` too, not only from a shell.
+
+    From the command line argparse already exits 2; Django's parser raises a plain
+    ``CommandError`` (exit 1) when the command is called from code.
+    """
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)  # type: ignore[misc]
+        argparse_error = parser.error
+
+        def error(message: str) -> None:
+            if parser.called_from_command_line:
+                argparse_error(message)
+            raise CommandError(f"Error: {message}", returncode=2)
+
+        parser.error = error
+        return parser
+
+
+class ReportCommand(ExitCodeArgumentsMixin, BaseCommand):
     """A command that collects one report, renders it in ``--format`` and maps it to an exit code.
 
     Subclasses set the help texts and implement :meth:`collect` and :meth:`render`.

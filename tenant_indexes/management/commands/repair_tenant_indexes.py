@@ -10,10 +10,13 @@ from tenant_indexes.exceptions import TenantIndexesError
 from tenant_indexes.operations import BuildOutput
 from tenant_indexes.repair import RepairKind, plan_repairs, run_repairs
 
-from ._base import add_target_arguments, targets
+from ._base import ExitCodeArgumentsMixin, add_target_arguments, targets
 
 
-class Command(BaseCommand):
+class Command(ExitCodeArgumentsMixin, BaseCommand):
+    # Like the other two commands: a bad setting or argument is exit 2 with one line, not a
+    # system-check report; the tenant declarations are validated by the repair plan itself.
+    requires_system_checks: list[str] = []
     help = (
         "Create missing and rebuild INVALID declared tenant indexes with CREATE INDEX "
         "CONCURRENTLY. Exit codes: 0 healthy afterwards, 1 something is still unhealthy "
