@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import models
@@ -34,6 +35,6 @@ class TenantForeignKey(models.ForeignKey):
         # needs before dropping a covering index); without this they would see the class name.
         return "ForeignKey"
 
-    def deconstruct(self) -> tuple[str, str, list[Any], dict[str, Any]]:
+    def deconstruct(self) -> tuple[str, str, Sequence[Any], dict[str, Any]]:
         name, _path, args, kwargs = super().deconstruct()
         return name, "tenant_indexes.fields.TenantForeignKey", args, kwargs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import models
@@ -56,7 +57,7 @@ class TenantIndex(models.Index):
         self.tenant_field = tenant_field
         super().__init__(fields=[tenant_field, *rest], **kwargs)
 
-    def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    def deconstruct(self) -> tuple[str, Sequence[Any], dict[str, Any]]:
         path, args, kwargs = super().deconstruct()
         path = "tenant_indexes.indexes.TenantIndex"
         kwargs["fields"] = [f for f in kwargs["fields"] if f != self.tenant_field]

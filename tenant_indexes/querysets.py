@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from django.db import models
 
@@ -14,7 +14,7 @@ class TenantQuerySet(models.QuerySet):
 
     tenant_field = "tenant"
 
-    def for_tenant(self, tenant: Any) -> TenantQuerySet:
+    def for_tenant(self, tenant: Any) -> Self:
         """Rows of one tenant: a ``Tenant`` instance or its primary key.
 
         The filter is on the tenant column itself (``tenant_id = %s``), so it is served by

@@ -154,11 +154,13 @@ class TenantScopedQuerySet(TenantQuerySet):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.tenant_field = _tenant_field_name(self.model)
+        # Classes are hashable; mypy checks the model's instance __hash__ against Hashable.
+        self.tenant_field = _tenant_field_name(self.model)  # type: ignore[arg-type]
         self._scope_tenant_id: Any = _UNSCOPED
 
     def _clone(self) -> TenantScopedQuerySet:
-        clone = super()._clone()
+        # QuerySet._clone() is private Django API, absent from django-stubs.
+        clone = super()._clone()  # type: ignore[misc]
         clone._scope_tenant_id = self._scope_tenant_id
         return clone
 
