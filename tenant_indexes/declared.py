@@ -208,7 +208,8 @@ def _declared_indexes(
         if declared is not None:
             found.append((declared, set()))
     for f in meta.local_concrete_fields:
-        if f.db_index and not f.unique:
+        # Field.db_index is set in Field.__init__; django-stubs leave the attribute out.
+        if f.db_index and not f.unique:  # type: ignore[attr-defined]
             found.append(
                 (
                     DeclaredIndex(
@@ -234,7 +235,7 @@ def _from_index(model: type[models.Model], index: models.Index, editor: Any) -> 
         descending: tuple[bool, ...] = tuple(desc for _, desc in keys)
         expressions = _expressions_sql(model, index, editor)
     else:
-        columns = tuple(meta.get_field(name).column for name, _ in index.fields_orders)
+        columns = tuple(_column_of(model, name) for name, _ in index.fields_orders)
         descending = tuple(order == "DESC" for _, order in index.fields_orders)
         expressions = None
     method = index.suffix if index.suffix != _BASE_INDEX_SUFFIX else "btree"
@@ -243,7 +244,7 @@ def _from_index(model: type[models.Model], index: models.Index, editor: Any) -> 
         name=index.name,
         columns=columns,
         descending=descending,
-        include=tuple(meta.get_field(name).column for name in index.include),
+        include=_include_columns(model, index.include),
         expressions=expressions,
         condition=_condition_sql(model, index.condition, editor),
         unique=False,
@@ -263,7 +264,7 @@ def _expression_key(model: type[models.Model], expression: Any) -> tuple[str | N
         expression = expression.expression
     if isinstance(expression, F):
         try:
-            return model._meta.get_field(expression.name).column, descending
+            return _column_of(model, expression.name), descending
         except Exception:  # a transform or a relation path: an expression after all
             return None, descending
     return None, descending
@@ -271,16 +272,18 @@ def _expression_key(model: type[models.Model], expression: Any) -> tuple[str | N
 
 def _referenced_columns(model: type[models.Model], index: Any) -> set[str]:
     """Columns an expression index refers to anywhere in its expressions."""
-    columns = set()
+    columns: set[str] = set()
     stack = list(index.expressions)
     while stack:
         node = stack.pop()
         # F has no flatten(); walk source expressions by hand.
         if isinstance(node, F):
             try:
-                columns.add(model._meta.get_field(node.name).column)
+                column = _column_of(model, node.name)
             except Exception:  # not a plain field name
-                pass
+                continue
+            if column is not None:
+                columns.add(column)
         elif hasattr(node, "get_source_expressions"):
             stack.extend(e for e in node.get_source_expressions() if e is not None)
     return columns
@@ -294,13 +297,14 @@ def _from_constraint(
     if not isinstance(constraint, models.UniqueConstraint) or not constraint.fields:
         return None
     meta = model._meta
-    columns = tuple(meta.get_field(name).column for name in constraint.fields)
+    columns = tuple(_column_of(model, name) for name in constraint.fields)
     return DeclaredIndex(
         table=meta.db_table,
         name=constraint.name,
         columns=columns,
         descending=tuple(False for _ in columns),
-        include=tuple(meta.get_field(name).column for name in constraint.include),
+        # UniqueConstraint.include is set in __init__; django-stubs leave the attribute out.
+        include=_include_columns(model, constraint.include),  # type: ignore[attr-defined]
         condition=_condition_sql(model, constraint.condition, editor),
         unique=True,
         method="btree",
@@ -308,6 +312,22 @@ def _from_constraint(
         app_label=meta.app_label,
         origin="constraint",
     )
+
+
+def _column_of(model: type[models.Model], name: str) -> str | None:
+    """The column of the field ``name``, ``None`` for a name without a column of its own.
+
+    A many-to-many field or a reverse relation in an index has no column; Django's own model
+    checks report it (``models.E012``, ``models.E013``).
+    """
+    field = model._meta.get_field(name)
+    return field.column if isinstance(field, models.Field) else None
+
+
+def _include_columns(model: type[models.Model], names: Sequence[str]) -> tuple[str, ...]:
+    """The ``INCLUDE`` columns of an index or constraint (see :func:`_column_of`)."""
+    columns = (_column_of(model, name) for name in names)
+    return tuple(column for column in columns if column is not None)
 
 
 def _implicit_index_name(model: type[models.Model], column: str, editor: Any) -> str:
