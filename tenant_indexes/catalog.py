@@ -1024,8 +1024,19 @@ def build_progress(connection: Any, build_pid: int) -> BuildProgress | None:
     if row is None:
         return None
     blocker = BlockingSession(*row[7:]) if row[7] is not None else None
-    counts = [int(v or 0) for v in row[1:7]]
-    return BuildProgress(row[0], *counts, blocker=blocker)
+    blocks_total, blocks_done, tuples_total, tuples_done, lockers_total, lockers_done = (
+        int(v or 0) for v in row[1:7]
+    )
+    return BuildProgress(
+        phase=row[0],
+        blocks_total=blocks_total,
+        blocks_done=blocks_done,
+        tuples_total=tuples_total,
+        tuples_done=tuples_done,
+        lockers_total=lockers_total,
+        lockers_done=lockers_done,
+        blocker=blocker,
+    )
 
 
 def likely_build_blockers(

@@ -16,7 +16,7 @@ import enum
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypedDict
 
 from django.apps import apps
 from django.conf import settings
@@ -95,6 +95,17 @@ class Finding:
             "message": self.message,
             "hint": self.hint,
         }
+
+
+class FindingSubject(TypedDict):
+    """What a group of findings shares: where they are and how severe; ``**``-passed to
+    :class:`Finding` along with each finding's own id, message and hint."""
+
+    level: Level
+    database: str
+    schema: str | None
+    table: str
+    index: str | None
 
 
 @dataclass(frozen=True)
@@ -323,7 +334,7 @@ def _index_finding(
     alias = snapshot.alias
     qualified = f"{live_table.schema}.{index.name}"
     live = snapshot.index(live_table.schema, index.name)
-    common = {
+    common: FindingSubject = {
         "database": alias,
         "schema": live_table.schema,
         "table": live_table.name,

@@ -7,6 +7,7 @@ Machine formats carry no colour; text is coloured through a Django ``Style`` (th
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from django.core.management.color import no_style
@@ -28,7 +29,7 @@ def _paint(style: Any, role: str, text: str) -> str:
     return getattr(style, role, lambda s: s)(text)
 
 
-def _column_widths(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[int]:
+def _column_widths(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[int]:
     return [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
 
@@ -210,7 +211,7 @@ def _size(size_bytes: int) -> str:
     return f"{size_bytes} B"  # pragma: no cover
 
 
-def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = _column_widths(headers, rows)
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     for row in rows:
@@ -268,7 +269,7 @@ def render_usage_text(report: Any, style: Any = None) -> str:
         lines.extend(table[1:])
     if report.tables:
         lines.append("")
-        rows = []
+        table_rows: list[tuple[str, ...]] = []
         for t in report.tables:
             share = t.seq_scan_share
             plan = ""
@@ -278,7 +279,7 @@ def render_usage_text(report: Any, style: Any = None) -> str:
                     if t.plan.tenant is None
                     else ", ".join(t.plan.index_names) or " > ".join(t.plan.node_types)
                 )
-            rows.append(
+            table_rows.append(
                 (
                     f"{t.schema}.{t.table}",
                     str(t.n_live_tup),
@@ -289,7 +290,8 @@ def render_usage_text(report: Any, style: Any = None) -> str:
                     plan,
                 )
             )
-        table = _table(("TABLE", "LIVE_ROWS", "SIZE", "SEQ_SCAN", "IDX_SCAN", "SEQ%", "PLAN"), rows)
+        table_headers = ("TABLE", "LIVE_ROWS", "SIZE", "SEQ_SCAN", "IDX_SCAN", "SEQ%", "PLAN")
+        table = _table(table_headers, table_rows)
         lines.append(_paint(style, "MIGRATE_HEADING", table[0]))
         lines.extend(table[1:])
     lines.extend(_findings_and_status_lines(report, style))

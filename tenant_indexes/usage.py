@@ -47,6 +47,7 @@ from .health import (
     W_UNUSED,
     DatabaseReport,
     Finding,
+    FindingSubject,
     Level,
     exit_code_for,
     overall_status,
@@ -258,7 +259,9 @@ def key_definitions(definition: str, method: str) -> tuple[str, ...]:
     if start < 0:
         return ()
     i = start + len(marker)
-    depth, quote, current, keys = 0, "", [], []
+    depth, quote = 0, ""
+    current: list[str] = []
+    keys: list[str] = []
     while i < len(definition):
         ch = definition[i]
         if quote:
@@ -490,7 +493,7 @@ def usage_findings(
     for stats in index_stats:
         ix = stats.index
         where = f"{ix.schema}.{ix.table}"
-        common = {
+        common: FindingSubject = {
             "level": Level.WARNING,
             "database": alias,
             "schema": ix.schema,
