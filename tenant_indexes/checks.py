@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 from django.apps import apps
@@ -168,7 +169,7 @@ def _inside_migrate() -> bool:
     """
     from django.core.management.commands.migrate import Command as MigrateCommand
 
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if isinstance(frame.f_locals.get("self"), MigrateCommand):
             return True

@@ -39,6 +39,8 @@ from typing import Any
 from django.core.management.base import OutputWrapper
 from django.db import DEFAULT_DB_ALIAS, NotSupportedError, OperationalError, connections
 from django.db.migrations.operations import AddIndex, RemoveIndex
+from django.db.migrations.state import ProjectState
+from django.db.models import Index
 from django.db.models.signals import post_migrate, pre_migrate
 from django.dispatch import receiver
 
@@ -405,7 +407,7 @@ class _SafeBuild:
         wanted = build_settings(self.config)
         # client_connection_check_interval exists from PostgreSQL 14 on.
         wanted = {k: v for k, v in wanted.items() if previous.get(k) is not None}
-        restore = {k: previous[k] for k in wanted if previous[k] is not None}
+        restore = {k: value for k in wanted if (value := previous[k]) is not None}
         catalog.set_session_settings(self.connection, wanted)
         lock_held = False
         try:
@@ -681,7 +683,7 @@ class RemoveIndexConcurrently(_NotInTransactionMixin, RemoveIndex):
     def describe(self) -> str:
         return f"Concurrently remove index {self.name} from {self.model_name}"
 
-    def _index_from(self, state, app_label):  # type: ignore[no-untyped-def]
+    def _index_from(self, state: ProjectState, app_label: str) -> Index:
         return state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:

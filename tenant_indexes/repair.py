@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from django.apps import apps
 from django.db import DatabaseError, connections
@@ -39,6 +39,9 @@ from .operations import (
     create_index_sql,
     drop_index_sql,
 )
+
+if TYPE_CHECKING:
+    from django.db.backends.postgresql.base import DatabaseWrapper as PostgreSQLWrapper
 
 
 class RepairKind(enum.StrEnum):
@@ -92,8 +95,18 @@ def _declared_index(model_label: str, name: str) -> tuple[Any, Any] | None:
     return None
 
 
+class _ActionSubject(TypedDict):
+    """What every :class:`RepairAction` of one index shares."""
+
+    database: str
+    table: str
+    index: str
+    state: IndexState
+    model: str
+
+
 def _action_for(report: IndexReport) -> RepairAction:
-    base = {
+    base: _ActionSubject = {
         "database": report.database,
         "table": report.table,
         "index": report.name,
@@ -116,7 +129,8 @@ def _action_for(report: IndexReport) -> RepairAction:
         reason = "it backs a constraint or db_index=True: its migration creates it"
         return RepairAction(kind=RepairKind.CANNOT, reason=reason, **base)
     model, index = declared
-    connection = connections[report.database]
+    # Only PostgreSQL aliases have index reports: catalog_snapshot() refuses the others.
+    connection = cast("PostgreSQLWrapper", connections[report.database])
     session = build_settings(get_config())
     if connection.pg_version < 140000:  # no client_connection_check_interval before 14
         session.pop("client_connection_check_interval", None)

@@ -5,7 +5,7 @@ The leading underscore keeps Django from offering this module as a command.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -29,7 +29,14 @@ def add_target_arguments(parser: Any, *, app_labels_help: str, database_help: st
     )
 
 
-def targets(options: dict[str, Any]) -> dict[str, list[str] | None]:
+class Targets(TypedDict):
+    """The keyword arguments :func:`targets` gives the core call."""
+
+    databases: list[str] | None
+    app_labels: list[str] | None
+
+
+def targets(options: dict[str, Any]) -> Targets:
     """The core call's ``databases`` and ``app_labels``: ``None`` when none were given."""
     return {
         "databases": options["databases"] or None,
