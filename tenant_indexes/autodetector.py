@@ -53,7 +53,8 @@ class TenantIndexAutodetector(MigrationAutodetector):
         super().add_operation(app_label, operation, dependencies, beginning)
 
     def _detect_changes(self, convert_apps: Any = None, graph: Any = None) -> Any:
-        changes = super()._detect_changes(convert_apps, graph)
+        # _detect_changes() is private Django API, absent from django-stubs.
+        changes = super()._detect_changes(convert_apps, graph)  # type: ignore[misc]
         renamed: dict[tuple[str, str], tuple[str, str]] = {}
         for app_label, migrations in changes.items():
             changes[app_label] = [
@@ -68,11 +69,24 @@ class TenantIndexAutodetector(MigrationAutodetector):
         return changes
 
 
-def _new_migration(name: str, app_label: str, operations: list[Any]) -> Migration:
-    subclass = type("Migration", (Migration,), {"operations": [], "dependencies": []})
-    migration = subclass(name, app_label)
-    migration.operations = operations
-    return migration
+def _new_migration(
+    name: str,
+    app_label: str,
+    operations: list[Any],
+    dependencies: list[tuple[str, str]],
+    *,
+    initial: bool | None = None,
+    atomic: bool = True,
+) -> Migration:
+    # Class attributes, as in a migration file: Migration.__init__ copies operations and
+    # dependencies to the instance (django-stubs declare them ClassVar).
+    attributes = {
+        "operations": operations,
+        "dependencies": dependencies,
+        "initial": initial,
+        "atomic": atomic,
+    }
+    return type("Migration", (Migration,), attributes)(name, app_label)
 
 
 def _isolate_concurrent_operations(
@@ -92,13 +106,16 @@ def _isolate_concurrent_operations(
     if not others:
         migration.atomic = False
         return [migration]
-    first = _new_migration(f"{migration.name}_0", app_label, others)
-    first.operations = MigrationOptimizer().optimize(others, app_label)
-    first.dependencies = list(migration.dependencies)
-    first.initial = migration.initial
-    second = _new_migration(f"{migration.name}_1", app_label, concurrent)
-    second.dependencies = [(app_label, first.name)]
-    second.atomic = False
+    first = _new_migration(
+        f"{migration.name}_0",
+        app_label,
+        MigrationOptimizer().optimize(others, app_label),
+        list(migration.dependencies),
+        initial=migration.initial,
+    )
+    second = _new_migration(
+        f"{migration.name}_1", app_label, concurrent, [(app_label, first.name)], atomic=False
+    )
     renamed[(app_label, migration.name)] = (app_label, second.name)
     return [first, second]
 
