@@ -23,10 +23,16 @@ from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError, connections
 
-from .catalog import catalog_snapshot
 from .conf import get_config
 from .exceptions import IndexBuildError, UnknownAppLabel, UnknownDatabaseAlias
-from .health import IndexReport, IndexState, default_databases, index_reports, tenant_tables_for
+from .health import (
+    IndexReport,
+    IndexState,
+    default_databases,
+    index_reports,
+    snapshot_for,
+    tenant_tables_for,
+)
 from .operations import (
     BuildOutput,
     build_index_concurrently,
@@ -149,7 +155,7 @@ def plan_repairs(
     actions: list[RepairAction] = []
     for alias in databases or default_databases(app_labels):
         tables = tenant_tables_for(alias, app_labels)
-        snapshot = catalog_snapshot(alias, [(t.schema, t.table) for t in tables])
+        snapshot = snapshot_for(alias, tables)
         actions.extend(_action_for(report) for report in index_reports(tables, snapshot))
     return tuple(actions)
 
