@@ -20,6 +20,7 @@ from django.apps import apps
 from django.db import connections, models, router
 from django.db.models import F
 from django.db.models.expressions import OrderBy
+from django.db.models.functions import Collate
 
 from .conf import get_config
 from .fields import TenantForeignKey
@@ -282,6 +283,7 @@ def _expression_key(model: type[models.Model], expression: Any) -> tuple[str | N
     if isinstance(expression, OrderBy):
         descending = bool(expression.descending)
         expression = expression.expression
+    expression = _without_collation_and_opclass(expression)
     if isinstance(expression, F):
         try:
             return model._meta.get_field(expression.name).column, descending
@@ -379,10 +381,17 @@ def _key_expressions_sql(
         if column is not None:
             continue  # PostgreSQL stores it as a key column, not in indexprs
         bare = expression.expression if isinstance(expression, OrderBy) else expression
-        if type(bare).__name__ == "OpClass":  # django.contrib.postgres: the opclass is no SQL
-            bare = bare.get_source_expressions()[0]
-        texts.append(_expression_sql(model, bare, editor))
+        texts.append(_expression_sql(model, _without_collation_and_opclass(bare), editor))
     return tuple(texts)
+
+
+def _without_collation_and_opclass(expression: Any) -> Any:
+    # PostgreSQL keeps an index key's collation and operator class apart from the expression
+    # (indcollation, indclass) and stores COLLATE over a bare column as that column; like for
+    # plain columns, they are not compared.
+    while isinstance(expression, Collate) or type(expression).__name__ == "OpClass":
+        expression = expression.get_source_expressions()[0]
+    return expression
 
 
 def _expression_sql(model: type[models.Model], expression: Any, editor: Any) -> str:

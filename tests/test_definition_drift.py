@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import pytest
 from django.db import connection, models
 from django.db.models import F, Q
-from django.db.models.functions import Lower, Upper
+from django.db.models.functions import Collate, Lower, Upper
 from django.test.utils import CaptureQueriesContext
 
 from tenant_indexes import TenantIndex, catalog
@@ -43,6 +43,9 @@ SAME_DEFINITION = {
     ),
     "f_and_expressions": models.Index(
         F("tenant"), Lower("number"), Upper("status").desc(), name="probe_expr"
+    ),
+    "collation": models.Index(
+        F("tenant"), Collate(F("number"), "C"), Collate(Lower("status"), "C"), name="probe_collate"
     ),
     "expression_and_predicate": models.Index(
         F("tenant"), Lower("status"), name="probe_expr_pred", condition=Q(number__gt="100")
