@@ -250,7 +250,9 @@ def catalog_snapshot(
     """Read the tables and indexes of one database alias in one read-only pass.
 
     The pass costs a constant number of statements (four outside a transaction, three
-    inside one) whatever the number of tables. It runs in a transaction (a savepoint when
+    inside one) whatever the number of tables, plus, only when ``definitions`` name
+    existing indexes with a predicate or expressions, the few of
+    :func:`normalise_definitions`. It runs in a transaction (a savepoint when
     the caller already holds one) that is rolled back at the end, so the local
     ``statement_timeout`` and ``lock_timeout`` and the read-only mode vanish with it and the
     connection is left as it was found.
