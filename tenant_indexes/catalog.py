@@ -297,13 +297,7 @@ def catalog_snapshot(
                 # Only possible as the first statement of a transaction; inside a caller's
                 # transaction we issue nothing but SELECTs anyway.
                 cursor.execute("SET TRANSACTION READ ONLY")
-            cursor.execute(
-                _SNAPSHOT_SETTINGS_SQL,
-                [
-                    f"{int(config['CHECK_STATEMENT_TIMEOUT_MS'])}ms",
-                    f"{int(config['CHECK_LOCK_TIMEOUT_MS'])}ms",
-                ],
-            )
+            cursor.execute(_SNAPSHOT_SETTINGS_SQL, _timeouts())
             _, _, server_version, server_version_num, current_schema = cursor.fetchone()
             cursor.execute(_SNAPSHOT_TABLES_SQL, [schemas, names])
             live_tables = tuple(LiveTable(*row) for row in cursor.fetchall())
@@ -316,8 +310,7 @@ def catalog_snapshot(
             # timeouts) outlives it, also when it ran in a savepoint of the caller's.
             transaction.set_rollback(True, using=using)
     except (DatabaseError, ImproperlyConfigured) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CatalogUnavailable(f"database {using!r}: {first_line}") from e
+        raise CatalogUnavailable(f"database {using!r}: {first_error_line(e)}") from e
     return CatalogSnapshot(
         alias=using,
         vendor=connection.vendor,
@@ -332,6 +325,15 @@ def catalog_snapshot(
 
 
 _INDOPTION_DESC = 1  # pg_index.indoption bit: the key column sorts descending
+
+
+def first_error_line(error: BaseException) -> str:
+    """The first line of a database error's message (its class name when it has none).
+
+    Drivers append DETAIL, HINT and context lines; a report keeps one line per database.
+    """
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _live_index(row: tuple[Any, ...]) -> LiveIndex:
@@ -612,6 +614,7 @@ SELECT pg_stat_clear_snapshot(),
 
 
 def _timeouts() -> list[str]:
+    # The CHECK_* statement and lock timeouts as set_config() values, for every read here.
     from .conf import get_config
 
     config = get_config()
@@ -701,7 +704,8 @@ def tenant_query_plans(
 ) -> tuple[TenantQueryPlan, ...]:  # (live schema, table, tenant column)
     """EXPLAIN (never ANALYZE) a tenant-scoped query on each table.
 
-    For each ``(schema, table, tenant_column)``: take the tenant of one real row, then
+    For each ``(schema, table, tenant_column)``: take the tenant of one real row (one that is
+    not among ``pg_stats.most_common_vals`` when there is one), then
     ``EXPLAIN (FORMAT JSON) SELECT * FROM table WHERE tenant_column = <that tenant>``.
     Nothing is executed but one single-row read per table, so this is safe in production.
     Tables that do not exist are left out. Costs two statements per table, plus two, under
@@ -721,8 +725,20 @@ def tenant_query_plans(
                 continue
             relation = f"{conn.ops.quote_name(schema)}.{conn.ops.quote_name(table)}"
             tenant_sql = conn.ops.quote_name(column)
+            # A typical tenant, not one of the most common values the planner knows: for a
+            # dominant tenant a sequential scan is the right plan, and asking about it would
+            # flag a healthy table. Falls back to any row when every tenant is common.
             cursor.execute(
-                f"SELECT {tenant_sql}::text, pg_typeof({tenant_sql})::text FROM {relation} LIMIT 1"
+                f"SELECT tenant, type_name FROM ("
+                f" (SELECT {tenant_sql}::text AS tenant, pg_typeof({tenant_sql})::text"
+                f"  AS type_name, 0 AS preference FROM {relation}"
+                f"  WHERE {tenant_sql}::text <> ALL (coalesce((SELECT most_common_vals::text"
+                f"   ::text[] FROM pg_stats WHERE schemaname = %s AND tablename = %s"
+                f"   AND attname = %s), '{{}}'::text[])) LIMIT 1)"
+                f" UNION ALL"
+                f" (SELECT {tenant_sql}::text, pg_typeof({tenant_sql})::text, 1 FROM {relation}"
+                f"  LIMIT 1)) AS candidates ORDER BY preference LIMIT 1",
+                [schema, table, column],
             )
             row = cursor.fetchone()
             if row is None:
@@ -1279,12 +1295,9 @@ def normalise_definitions(
                         cursor, relation, request.live_predicate, request.live_expressions
                     )
             except DatabaseError as e:
-                text = str(e).strip()
                 results.append(
                     NormalisedDefinition(
-                        schema=request.schema,
-                        name=request.name,
-                        error=text.splitlines()[0] if text else type(e).__name__,
+                        schema=request.schema, name=request.name, error=first_error_line(e)
                     )
                 )
                 continue

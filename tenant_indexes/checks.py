@@ -15,13 +15,16 @@ from django.apps import apps
 from django.core import checks
 from django.db import connections
 
+from .conf import get_config
 from .declared import TenantTable, declared_tenant_tables, tenant_table_for_model
+from .exceptions import TenantIndexesConfigError
 from .fields import TenantForeignKey
 
 # Ids of the static check (README "Finding ids").
 E_NO_TENANT_INDEX_DECLARED = "tenant_indexes.E006"
 E_NAME_TOO_LONG = "tenant_indexes.E007"
 E_NOT_CHECKED = "tenant_indexes.E008"
+E_BAD_SETTING = "tenant_indexes.E009"
 W_IMPLICIT_FK_INDEX_DUPLICATE = "tenant_indexes.W003"
 I_NAME_OVER_30 = "tenant_indexes.I001"
 
@@ -36,6 +39,16 @@ def _app_labels(app_configs: Sequence[Any] | None) -> list[str] | None:
 
 def check_tenant_index_declarations(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Static checks of the tenant models' declared indexes (no database access)."""
+    try:
+        get_config()
+    except TenantIndexesConfigError as e:
+        return [
+            checks.Error(
+                str(e),
+                hint="Fix settings.TENANT_INDEXES; the README lists every key and its default.",
+                id=E_BAD_SETTING,
+            )
+        ]
     messages: list[Any] = []
     for table in declared_tenant_tables(None, _app_labels(app_configs)):
         messages.extend(declaration_messages(apps.get_model(table.model), table))

@@ -97,16 +97,40 @@ DEFAULTS: dict[str, Any] = {
 @functools.cache
 def get_config() -> dict[str, Any]:
     """Return the ``TENANT_INDEXES`` setting merged over :data:`DEFAULTS`."""
+    from .exceptions import TenantIndexesConfigError
+
     user = getattr(settings, "TENANT_INDEXES", None) or {}
+    if not isinstance(user, dict):
+        raise TenantIndexesConfigError(f"TENANT_INDEXES must be a dict, not {type(user).__name__}.")
     unknown = sorted(set(user) - set(DEFAULTS))
     if unknown:
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured(
+        raise TenantIndexesConfigError(
             f"Unknown TENANT_INDEXES key(s): {', '.join(unknown)}. "
             f"Known keys: {', '.join(sorted(DEFAULTS))}."
         )
+    for key, value in user.items():
+        expected = _accepted_types(DEFAULTS[key])
+        if expected and (
+            isinstance(value, bool) != (bool in expected) or not isinstance(value, expected)
+        ):
+            names = " or ".join(t.__name__ for t in expected)
+            raise TenantIndexesConfigError(
+                f"TENANT_INDEXES[{key!r}] must be {names}, not {value!r}."
+            )
     return {**DEFAULTS, **user}
+
+
+def _accepted_types(default: Any) -> tuple[type, ...]:
+    """The types a user value may have, judged by the default (empty: anything goes)."""
+    if isinstance(default, bool):
+        return (bool,)
+    if isinstance(default, (int, float)):
+        return (int, float)
+    if isinstance(default, str):
+        return (str, int)  # "5s" or a number of milliseconds, as PostgreSQL takes
+    if isinstance(default, (list, tuple)):
+        return (list, tuple)
+    return ()
 
 
 @receiver(setting_changed)

@@ -1,10 +1,18 @@
 """The exceptions tenant_indexes raises."""
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
 
 class TenantIndexesError(Exception):
     """Base class of every error raised by tenant_indexes."""
+
+
+class TenantIndexesConfigError(TenantIndexesError, ImproperlyConfigured):
+    """The ``TENANT_INDEXES`` setting has an unknown key or a value of the wrong type.
+
+    Also an ``ImproperlyConfigured``; the commands report it with exit code 2.
+    """
 
 
 class TenantNotSetError(TenantIndexesError):

@@ -193,12 +193,7 @@ class HealthReport:
 
         "Could not check" wins: a partial answer must not pass a deploy gate.
         """
-        threshold = Level(fail_level).rank
-        if any(d.error for d in self.databases):
-            return 2
-        if any(f.level.rank >= threshold for f in self.findings):
-            return 1
-        return 0
+        return exit_code_for(self.databases, self.findings, fail_level)
 
 
 FindingProducer = Callable[[Sequence[TenantTable], CatalogSnapshot], Iterable[Finding]]
@@ -551,6 +546,39 @@ def default_databases(app_labels: Sequence[str] | None = None) -> list[str]:
     return postgres or with_tenant_models
 
 
+def resolve_databases(
+    databases: Sequence[str] | None = None, app_labels: Sequence[str] | None = None
+) -> list[str]:
+    """Validate the requested app labels and aliases and say which aliases to read.
+
+    Shared by the check, the usage report and the repair so that a typo gets the same
+    message (and exit code 2) from every command.
+
+    Args:
+        databases: requested aliases, in order; repeats are read once. Empty or ``None``:
+            :func:`default_databases`.
+        app_labels: requested app labels (``None``: every installed app).
+
+    Returns:
+        The aliases to read, each once, in the order given.
+
+    Raises:
+        UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
+        UnknownAppLabel: an app label is not installed.
+    """
+    for label in app_labels or ():
+        try:
+            apps.get_app_config(label)
+        except LookupError as e:
+            raise UnknownAppLabel(f"unknown app label {label!r}") from e
+    for alias in databases or ():
+        if alias not in settings.DATABASES:
+            raise UnknownDatabaseAlias(
+                f"unknown database alias {alias!r} (known: {', '.join(settings.DATABASES)})"
+            )
+    return list(dict.fromkeys(databases)) if databases else default_databases(app_labels)
+
+
 def check_databases(
     databases: Sequence[str] | None = None,
     app_labels: Sequence[str] | None = None,
@@ -572,17 +600,7 @@ def check_databases(
         UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
         UnknownAppLabel: an app label is not installed.
     """
-    for label in app_labels or ():
-        try:
-            apps.get_app_config(label)
-        except LookupError as e:
-            raise UnknownAppLabel(f"unknown app label {label!r}") from e
-    for alias in databases or ():
-        if alias not in settings.DATABASES:
-            raise UnknownDatabaseAlias(
-                f"unknown database alias {alias!r} (known: {', '.join(settings.DATABASES)})"
-            )
-    aliases = list(dict.fromkeys(databases)) if databases else default_databases(app_labels)
+    aliases = resolve_databases(databases, app_labels)
     producers = list(FINDING_PRODUCERS if producers is None else producers)
     database_reports: list[DatabaseReport] = []
     indexes: list[IndexReport] = []
@@ -628,6 +646,28 @@ def check_databases(
         indexes=tuple(indexes),
         findings=tuple(findings),
     )
+
+
+def exit_code_for(
+    databases: Sequence[DatabaseReport], findings: Sequence[Finding], fail_level: Level | str
+) -> int:
+    """DESIGN.md's exit code of a check or usage report.
+
+    Args:
+        databases: the report's databases; one with ``error`` set was not checked.
+        findings: the report's findings.
+        fail_level: the lowest finding level that makes the result unhealthy.
+
+    Returns:
+        2 when a database was not checked (a partial answer must not pass a deploy gate),
+        1 when a finding is at or above ``fail_level``, else 0.
+    """
+    threshold = Level(fail_level).rank
+    if any(d.error for d in databases):
+        return 2
+    if any(f.level.rank >= threshold for f in findings):
+        return 1
+    return 0
 
 
 def overall_status(databases: Sequence[DatabaseReport], findings: Sequence[Finding]) -> str:

@@ -42,7 +42,12 @@ class TenantIndex(models.Index):
     ) -> None:
         if not tenant_field or tenant_field.startswith("-"):
             raise ValueError("TenantIndex.tenant_field must be a plain field name.")
-        rest = [f for f in fields if f.removeprefix("-") != tenant_field]
+        if f"-{tenant_field}" in fields:
+            raise ValueError(
+                "TenantIndex always leads with the tenant column in ascending order; "
+                f"remove '-{tenant_field}' from fields."
+            )
+        rest = [f for f in fields if f != tenant_field]
         if kwargs.get("opclasses"):
             raise ValueError(
                 "TenantIndex does not take opclasses; use models.Index with explicit "

@@ -28,6 +28,28 @@ def _paint(style: Any, role: str, text: str) -> str:
     return getattr(style, role, lambda s: s)(text)
 
 
+def _column_widths(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[int]:
+    return [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+
+def _findings_and_status_lines(report: Any, style: Any) -> list[str]:
+    """The findings with their hints, then the status line: the end of every text report."""
+    lines: list[str] = []
+    if report.findings:
+        lines.append("")
+        for f in report.findings:
+            where = f"{f.database}:{f.table}" + (f".{f.index}" if f.index else "")
+            lines.append(_paint(style, _LEVEL_STYLE[f.level], f"{f.id} {where}: {f.message}"))
+            lines.append(f"    HINT: {f.hint}")
+    lines.append("")
+    counts = f"{len(report.indexes)} index(es), {len(report.findings)} finding(s)"
+    lines.append(
+        _paint(style, _STATUS_STYLE.get(report.status, "ERROR"), f"status: {report.status}")
+        + f" ({counts})"
+    )
+    return lines
+
+
 def render_text(report: HealthReport, style: Any = None) -> str:
     """A readable table of databases, indexes and findings.
 
@@ -60,7 +82,7 @@ def render_text(report: HealthReport, style: Any = None) -> str:
             )
             for ix in report.indexes
         ]
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        widths = _column_widths(headers, rows)
         lines.append("")
         lines.append(
             _paint(
@@ -72,18 +94,7 @@ def render_text(report: HealthReport, style: Any = None) -> str:
         for ix, row in zip(report.indexes, rows, strict=True):
             cells = "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True))
             lines.append(f"{cells}  {_paint(style, _STATE_STYLE[ix.status], row[-1])}")
-    if report.findings:
-        lines.append("")
-        for f in report.findings:
-            where = f"{f.database}:{f.table}" + (f".{f.index}" if f.index else "")
-            lines.append(_paint(style, _LEVEL_STYLE[f.level], f"{f.id} {where}: {f.message}"))
-            lines.append(f"    HINT: {f.hint}")
-    lines.append("")
-    counts = f"{len(report.indexes)} index(es), {len(report.findings)} finding(s)"
-    lines.append(
-        _paint(style, _STATUS_STYLE.get(report.status, "ERROR"), f"status: {report.status}")
-        + f" ({counts})"
-    )
+    lines.extend(_findings_and_status_lines(report, style))
     return "\n".join(lines) + "\n"
 
 
@@ -104,6 +115,44 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def render_status_gauge(status: str) -> str:
+    """Only the overall ``tenant_indexes_status`` gauge, e.g. for a probe that did not finish.
+
+    Args:
+        status: ``ok``, ``warning``, ``error`` or ``unknown``.
+
+    Returns:
+        The gauge's exposition lines, ending with a newline.
+    """
+    return "\n".join(_status_gauge(status)) + "\n"
+
+
+def _status_gauge(status: str) -> list[str]:
+    return [
+        "# HELP tenant_indexes_status Overall result: 0 ok, 1 warning, 2 error, 3 unknown.",
+        "# TYPE tenant_indexes_status gauge",
+        f"tenant_indexes_status {_STATUS_CODE.get(status, 3)}",
+    ]
+
+
+def _findings_gauges(findings: Any) -> list[str]:
+    """``tenant_indexes_findings{database,id,level}``: how many findings of each id."""
+    out = [
+        "# HELP tenant_indexes_findings Findings by id.",
+        "# TYPE tenant_indexes_findings gauge",
+    ]
+    counts: dict[tuple[str, str, str], int] = {}
+    for f in findings:
+        key = (f.database, f.id, f.level.value)
+        counts[key] = counts.get(key, 0) + 1
+    for (database, finding_id, level), count in sorted(counts.items()):
+        out.append(
+            f'tenant_indexes_findings{{database="{_label(database)}",id="{_label(finding_id)}",'
+            f'level="{level}"}} {count}'
+        )
+    return out
+
+
 def render_prometheus(report: HealthReport) -> str:
     """Prometheus text exposition: a handful of gauges, labelled by database, never tenant.
 
@@ -113,9 +162,7 @@ def render_prometheus(report: HealthReport) -> str:
     ``> 0``) and ``tenant_indexes_findings{id}``.
     """
     out = [
-        "# HELP tenant_indexes_status Overall result: 0 ok, 1 warning, 2 error, 3 unknown.",
-        "# TYPE tenant_indexes_status gauge",
-        f"tenant_indexes_status {_STATUS_CODE.get(report.status, 3)}",
+        *_status_gauge(report.status),
         "# HELP tenant_indexes_database_up 1 when the database could be checked.",
         "# TYPE tenant_indexes_database_up gauge",
     ]
@@ -147,19 +194,7 @@ def render_prometheus(report: HealthReport) -> str:
                 f'tenant_indexes_indexes{{database="{_label(db.alias)}",status="{state.value}"}} '
                 f"{count}"
             )
-    out += [
-        "# HELP tenant_indexes_findings Findings by id.",
-        "# TYPE tenant_indexes_findings gauge",
-    ]
-    counts: dict[tuple[str, str, str], int] = {}
-    for f in report.findings:
-        key = (f.database, f.id, f.level.value)
-        counts[key] = counts.get(key, 0) + 1
-    for (database, finding_id, level), count in sorted(counts.items()):
-        out.append(
-            f'tenant_indexes_findings{{database="{_label(database)}",id="{_label(finding_id)}",'
-            f'level="{level}"}} {count}'
-        )
+    out += _findings_gauges(report.findings)
     return "\n".join(out) + "\n"
 
 
@@ -176,7 +211,7 @@ def _size(size_bytes: int) -> str:
 
 
 def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    widths = _column_widths(headers, rows)
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     for row in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -257,18 +292,7 @@ def render_usage_text(report: Any, style: Any = None) -> str:
         table = _table(("TABLE", "LIVE_ROWS", "SIZE", "SEQ_SCAN", "IDX_SCAN", "SEQ%", "PLAN"), rows)
         lines.append(_paint(style, "MIGRATE_HEADING", table[0]))
         lines.extend(table[1:])
-    if report.findings:
-        lines.append("")
-        for f in report.findings:
-            where = f"{f.database}:{f.table}" + (f".{f.index}" if f.index else "")
-            lines.append(_paint(style, _LEVEL_STYLE[f.level], f"{f.id} {where}: {f.message}"))
-            lines.append(f"    HINT: {f.hint}")
-    lines.append("")
-    counts = f"{len(report.indexes)} index(es), {len(report.findings)} finding(s)"
-    lines.append(
-        _paint(style, _STATUS_STYLE.get(report.status, "ERROR"), f"status: {report.status}")
-        + f" ({counts})"
-    )
+    lines.extend(_findings_and_status_lines(report, style))
     return "\n".join(lines) + "\n"
 
 
@@ -281,9 +305,7 @@ def render_usage_prometheus(report: Any) -> str:
     ``tenant_indexes_findings{id}``.
     """
     out = [
-        "# HELP tenant_indexes_status Overall result: 0 ok, 1 warning, 2 error, 3 unknown.",
-        "# TYPE tenant_indexes_status gauge",
-        f"tenant_indexes_status {_STATUS_CODE.get(report.status, 3)}",
+        *_status_gauge(report.status),
         "# HELP tenant_indexes_statistics_age_seconds Age of the statistics per database.",
         "# TYPE tenant_indexes_statistics_age_seconds gauge",
     ]
@@ -318,19 +340,7 @@ def render_usage_prometheus(report: Any) -> str:
                 f'tenant_indexes_{metric}{{schema="{_label(t.schema)}",'
                 f'table="{_label(t.table)}"}} {value(t)}'
             )
-    out += [
-        "# HELP tenant_indexes_findings Findings by id.",
-        "# TYPE tenant_indexes_findings gauge",
-    ]
-    counts: dict[tuple[str, str, str], int] = {}
-    for f in report.findings:
-        key = (f.database, f.id, f.level.value)
-        counts[key] = counts.get(key, 0) + 1
-    for (database, finding_id, level), count in sorted(counts.items()):
-        out.append(
-            f'tenant_indexes_findings{{database="{_label(database)}",id="{_label(finding_id)}",'
-            f'level="{level}"}} {count}'
-        )
+    out += _findings_gauges(report.findings)
     return "\n".join(out) + "\n"
 
 

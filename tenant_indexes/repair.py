@@ -20,16 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
-from django.conf import settings
 from django.db import DatabaseError, connections
 
 from .conf import get_config
-from .exceptions import IndexBuildError, UnknownAppLabel, UnknownDatabaseAlias
+from .exceptions import IndexBuildError
 from .health import (
     IndexReport,
     IndexState,
-    default_databases,
     index_reports,
+    resolve_databases,
     snapshot_for,
     tenant_tables_for,
 )
@@ -121,10 +120,13 @@ def _action_for(report: IndexReport) -> RepairAction:
     session = build_settings(get_config())
     if connection.pg_version < 140000:  # no client_connection_check_interval before 14
         session.pop("client_connection_check_interval", None)
-    statements = [f"SET {name} = '{value}'" for name, value in session.items()]
-    if report.status == IndexState.INVALID:
-        statements.append(drop_index_sql(connection, report.schema, report.name))
     with connection.schema_editor(atomic=False) as editor:
+        # Setting names are fixed identifiers; values are quoted as SQL literals.
+        statements = [
+            f"SET {name} = {editor.quote_value(value)}" for name, value in session.items()
+        ]
+        if report.status == IndexState.INVALID:
+            statements.append(drop_index_sql(connection, report.schema, report.name))
         statements.append(create_index_sql(editor, model, index))
     kind = RepairKind.REBUILD if report.status == IndexState.INVALID else RepairKind.CREATE
     return RepairAction(kind=kind, statements=tuple(statements), **base)
@@ -144,16 +146,8 @@ def plan_repairs(
         UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
         UnknownAppLabel: an app label is not installed.
     """
-    for label in app_labels or ():
-        if label not in apps.app_configs:
-            raise UnknownAppLabel(f"unknown app label {label!r}")
-    for alias in databases or ():
-        if alias not in settings.DATABASES:
-            raise UnknownDatabaseAlias(
-                f"unknown database alias {alias!r} (known: {', '.join(settings.DATABASES)})"
-            )
     actions: list[RepairAction] = []
-    for alias in databases or default_databases(app_labels):
+    for alias in resolve_databases(databases, app_labels):
         tables = tenant_tables_for(alias, app_labels)
         snapshot = snapshot_for(alias, tables)
         actions.extend(_action_for(report) for report in index_reports(tables, snapshot))

@@ -25,8 +25,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.apps import apps
-from django.conf import settings
 from django.db import DatabaseError, connections
 
 from .catalog import (
@@ -37,23 +35,24 @@ from .catalog import (
     TableUsage,
     TenantQueryPlan,
     UsageSnapshot,
+    first_error_line,
     server_stats,
     tenant_query_plans,
     usage_snapshot,
 )
 from .conf import get_config
 from .declared import TenantTable
-from .exceptions import UnknownAppLabel, UnknownDatabaseAlias
 from .health import (
     W_REDUNDANT,
     W_UNUSED,
     DatabaseReport,
     Finding,
     Level,
-    default_databases,
+    exit_code_for,
     overall_status,
     register_database_set_producer,
     register_finding_producer,
+    resolve_databases,
     tenant_tables_for,
 )
 
@@ -631,12 +630,7 @@ class UsageReport:
 
     def exit_code(self, fail_level: Any = "error") -> int:
         """0 healthy, 1 a finding at or above ``fail_level``, 2 a database was not checked."""
-        threshold = Level(fail_level).rank
-        if any(d.error for d in self.databases):
-            return 2
-        if any(f.level.rank >= threshold for f in self.findings):
-            return 1
-        return 0
+        return exit_code_for(self.databases, self.findings, fail_level)
 
 
 SORT_KEYS = {
@@ -669,18 +663,8 @@ def collect_usage(
         UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
         UnknownAppLabel: an app label is not installed.
     """
-    for label in app_labels or ():
-        try:
-            apps.get_app_config(label)
-        except LookupError as e:
-            raise UnknownAppLabel(f"unknown app label {label!r}") from e
-    for alias in databases or ():
-        if alias not in settings.DATABASES:
-            raise UnknownDatabaseAlias(
-                f"unknown database alias {alias!r} (known: {', '.join(settings.DATABASES)})"
-            )
+    aliases = resolve_databases(databases, app_labels)
     thresholds = UsageThresholds.from_config(get_config())
-    aliases = list(dict.fromkeys(databases)) if databases else default_databases(app_labels)
     reports: list[DatabaseReport] = []
     snapshots: list[UsageSnapshot] = []
     tenant_columns: dict[tuple[str, str], str] = {}
@@ -702,14 +686,12 @@ def collect_usage(
         try:
             snapshot = usage_snapshot(alias, [(t.schema, t.table) for t in tables])
         except DatabaseError as e:
-            text = str(e).strip()
             reports.append(
                 DatabaseReport(
                     alias=alias,
                     vendor=connection.vendor,
                     server_version=None,
-                    error=f"database {alias!r}: "
-                    + (text.splitlines()[0] if text else type(e).__name__),
+                    error=f"database {alias!r}: {first_error_line(e)}",
                 )
             )
             continue
@@ -737,12 +719,10 @@ def collect_usage(
                 [(t.schema, t.table, tenant_columns[(t.schema, t.table)]) for t in first.tables],
             )
         except DatabaseError as e:
-            text = str(e).strip()
             position = next(i for i, r in enumerate(reports) if r.alias == first.server.alias)
             reports[position] = replace(
                 reports[position],
-                error=f"database {first.server.alias!r}: --explain failed: "
-                + (text.splitlines()[0] if text else type(e).__name__),
+                error=f"database {first.server.alias!r}: --explain failed: {first_error_line(e)}",
             )
     index_stats, table_stats, ages = analyse_usage(snapshots, tenant_columns, thresholds, plans)
     findings = usage_findings(index_stats, table_stats, ages, tenant_columns, thresholds)

@@ -45,7 +45,7 @@ from django.views.decorators.http import require_safe
 from . import health
 from .conf import get_config
 from .health import HealthReport
-from .render import render_prometheus
+from .render import render_prometheus, render_status_gauge
 
 logger = logging.getLogger(__name__)
 
@@ -195,11 +195,7 @@ def _failed_result(message: str) -> ProbeResult:
     }
     # The overall gauge of render_prometheus with its "unknown" value, so one alert rule
     # covers both a database that could not be checked and a probe that did not finish.
-    prometheus = (
-        "# HELP tenant_indexes_status Overall result: 0 ok, 1 warning, 2 error, 3 unknown.\n"
-        "# TYPE tenant_indexes_status gauge\n"
-        "tenant_indexes_status 3\n"
-    )
+    prometheus = render_status_gauge("unknown")
     return ProbeResult(
         status="unknown",
         healthy=False,

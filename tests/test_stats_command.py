@@ -166,3 +166,33 @@ def test_stats__locked_table_ends_in_lock_timeout_and_exit_2_not_a_hang() -> Non
         assert code == 2
         assert "lock timeout" in json.loads(out)["databases"][0]["error"]
         other.rollback()
+
+
+@pytest.mark.django_db
+def test_stats__explain_asks_about_a_typical_tenant_not_the_dominant_one() -> None:
+    """The dominant tenant's rows come first on disk; a seq scan is right for it, so EXPLAIN
+    must ask about a tenant of the long tail (outside pg_stats.most_common_vals)."""
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO tenants (id, name, slug, created_at) "
+                       "SELECT gen_random_uuid(), 't' || g, 't' || g, now() "
+                       "FROM generate_series(1, 200) g")  # fmt: skip
+        cursor.execute("SELECT id FROM tenants WHERE slug = 't1'")
+        (big,) = cursor.fetchone()
+        cursor.execute(
+            "INSERT INTO users (tenant_id, email, name, role, is_active, created_at) "
+            "SELECT %s, g || '@x', '', 'agent', true, now() FROM generate_series(1, 20000) g",
+            [big],
+        )
+        cursor.execute(
+            "INSERT INTO users (tenant_id, email, name, role, is_active, created_at) "
+            "SELECT t.id, g || '@x', '', 'agent', true, now() "
+            "FROM tenants t CROSS JOIN generate_series(1, 10) g WHERE t.id <> %s",
+            [big],
+        )
+        cursor.execute("ANALYZE users")
+        cursor.execute("SELECT tenant_id FROM users ORDER BY ctid LIMIT 1")
+        assert cursor.fetchone()[0] == big  # a plain LIMIT 1 would have picked it
+    _, doc = _json("--database", "default", "--explain", "tenant_indexes")
+    users = {t["table"]: t for t in doc["tables"]}["users"]["explain"]
+    assert users["tenant"] != str(big)
+    assert users["uses_tenant_index"] is True

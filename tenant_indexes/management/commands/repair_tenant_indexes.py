@@ -10,8 +10,13 @@ from tenant_indexes.exceptions import TenantIndexesError
 from tenant_indexes.operations import BuildOutput
 from tenant_indexes.repair import RepairKind, plan_repairs, run_repairs
 
+from ._base import ExitCodeArgumentsMixin, add_target_arguments, targets
 
-class Command(BaseCommand):
+
+class Command(ExitCodeArgumentsMixin, BaseCommand):
+    # Like the other two commands: a bad setting or argument is exit 2 with one line, not a
+    # system-check report; the tenant declarations are validated by the repair plan itself.
+    requires_system_checks: list[str] = []
     help = (
         "Create missing and rebuild INVALID declared tenant indexes with CREATE INDEX "
         "CONCURRENTLY. Exit codes: 0 healthy afterwards, 1 something is still unhealthy "
@@ -19,16 +24,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument(
-            "app_labels", nargs="*", metavar="app_label", help="Only repair these apps' models."
-        )
-        parser.add_argument(
-            "--database",
-            action="append",
-            dest="databases",
-            metavar="ALIAS",
-            help="Database alias to repair (repeatable). Default: every PostgreSQL alias "
-            "that tenant models migrate to.",
+        add_target_arguments(
+            parser,
+            app_labels_help="Only repair these apps' models.",
+            database_help="Database alias to repair (repeatable). Default: every PostgreSQL "
+            "alias that tenant models migrate to.",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="Print the SQL a repair would run; run none."
@@ -36,7 +36,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            actions = plan_repairs(options["databases"] or None, options["app_labels"] or None)
+            actions = plan_repairs(**targets(options))
         except TenantIndexesError as e:
             raise CommandError(f"could not check: {e}", returncode=2) from e
         work = [a for a in actions if a.kind in (RepairKind.CREATE, RepairKind.REBUILD)]

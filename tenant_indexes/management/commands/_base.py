@@ -1,0 +1,119 @@
+"""What the tenant index commands share: their options and the exit-code mapping.
+
+The leading underscore keeps Django from offering this module as a command.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from tenant_indexes.exceptions import TenantIndexesError
+from tenant_indexes.health import Level
+
+OUTPUT_FORMATS = ("text", "json", "prometheus")
+
+
+def add_target_arguments(parser: Any, *, app_labels_help: str, database_help: str) -> None:
+    """Add the positional app labels and the repeatable ``--database ALIAS``.
+
+    Args:
+        parser: the command's argument parser.
+        app_labels_help: help text of the app labels.
+        database_help: help text of ``--database``.
+    """
+    parser.add_argument("app_labels", nargs="*", metavar="app_label", help=app_labels_help)
+    parser.add_argument(
+        "--database", action="append", dest="databases", metavar="ALIAS", help=database_help
+    )
+
+
+def targets(options: dict[str, Any]) -> dict[str, list[str] | None]:
+    """The core call's ``databases`` and ``app_labels``: ``None`` when none were given."""
+    return {
+        "databases": options["databases"] or None,
+        "app_labels": options["app_labels"] or None,
+    }
+
+
+def raise_for_exit_code(report: Any, fail_level: str) -> None:
+    """End the command with the report's exit code (DESIGN.md): 0 returns, 1 and 2 raise.
+
+    Args:
+        report: a report with ``exit_code()``, ``databases``, ``findings`` and ``status``.
+        fail_level: the lowest finding level that makes the command exit 1.
+
+    Raises:
+        CommandError: ``returncode=2`` when a database could not be checked, ``returncode=1``
+            when a finding is at or above ``fail_level``.
+    """
+    code = report.exit_code(fail_level)
+    if code == 2:
+        failed = "; ".join(d.error for d in report.databases if d.error)
+        raise CommandError(f"could not check: {failed}", returncode=2)
+    if code == 1:
+        raise CommandError(
+            f"unhealthy: {len(report.findings)} finding(s), status {report.status}",
+            returncode=1,
+        )
+
+
+class ExitCodeArgumentsMixin:
+    """Bad arguments exit 2 (DESIGN.md) from ``call_command`` too, not only from a shell.
+
+    From the command line argparse already exits 2; Django's parser raises a plain
+    ``CommandError`` (exit 1) when the command is called from code.
+    """
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)  # type: ignore[misc]
+        argparse_error = parser.error
+
+        def error(message: str) -> None:
+            if parser.called_from_command_line:
+                argparse_error(message)
+            raise CommandError(f"Error: {message}", returncode=2)
+
+        parser.error = error
+        return parser
+
+
+class ReportCommand(ExitCodeArgumentsMixin, BaseCommand):
+    """A command that collects one report, renders it in ``--format`` and maps it to an exit code.
+
+    Subclasses set the help texts and implement :meth:`collect` and :meth:`render`.
+    """
+
+    # The command is the check; Django's own system checks would only delay a probe.
+    requires_system_checks: list[str] = []
+    app_labels_help = ""
+    database_help = ""
+
+    def add_arguments(self, parser: Any) -> None:
+        add_target_arguments(
+            parser, app_labels_help=self.app_labels_help, database_help=self.database_help
+        )
+        parser.add_argument("--format", choices=OUTPUT_FORMATS, default="text", dest="output")
+        parser.add_argument(
+            "--fail-level",
+            choices=[level.value for level in Level],
+            default=Level.ERROR.value,
+            help="Lowest finding level that makes the command exit 1 (default: error).",
+        )
+
+    def collect(self, options: dict[str, Any]) -> Any:
+        """Make the one core call and return its report."""
+        raise NotImplementedError
+
+    def render(self, report: Any, output: str) -> str:
+        """The report in ``output`` (one of :data:`OUTPUT_FORMATS`), ending with a newline."""
+        raise NotImplementedError
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            report = self.collect(options)
+        except TenantIndexesError as e:
+            raise CommandError(str(e), returncode=2) from e
+        self.stdout.write(self.render(report, options["output"]), ending="")
+        raise_for_exit_code(report, options["fail_level"])
