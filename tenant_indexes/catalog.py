@@ -126,6 +126,8 @@ class CatalogSnapshot:
     indexes: tuple[LiveIndex, ...]
     building: frozenset[str] = frozenset()
     current_schema: str | None = None
+    # fix-defs: predicates and expressions normalised by the server (see that section).
+    normalised: tuple[NormalisedDefinition, ...] = ()
 
     # Lookups are dictionaries built once per snapshot: at thousands of tables a linear scan
     # per declared index would make the comparison quadratic.
@@ -155,6 +157,14 @@ class CatalogSnapshot:
     def index(self, schema: str, name: str) -> LiveIndex | None:
         """The index called ``name`` in ``schema`` (index names are unique per schema)."""
         return self._indexes_by_name.get((schema, name))
+
+    @functools.cached_property
+    def _normalised_by_name(self) -> dict[tuple[str, str], NormalisedDefinition]:
+        return {(n.schema, n.name): n for n in self.normalised}
+
+    def normalised_definition(self, schema: str, name: str) -> NormalisedDefinition | None:
+        """The server-normalised predicate/expressions of index ``name`` (fix-defs)."""
+        return self._normalised_by_name.get((schema, name))
 
 
 # The requested tables, resolved the way the server would resolve the name: through the
@@ -232,11 +242,17 @@ _SNAPSHOT_INDEXES_SQL = f"""
 """
 
 
-def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> CatalogSnapshot:
+def catalog_snapshot(
+    using: str,
+    tables: Iterable[tuple[str | None, str]],
+    definitions: Iterable[DeclaredDefinition] = (),
+) -> CatalogSnapshot:
     """Read the tables and indexes of one database alias in one read-only pass.
 
     The pass costs a constant number of statements (four outside a transaction, three
-    inside one) whatever the number of tables. It runs in a transaction (a savepoint when
+    inside one) whatever the number of tables, plus, only when ``definitions`` name
+    existing indexes with a predicate or expressions, the few of
+    :func:`normalise_definitions`. It runs in a transaction (a savepoint when
     the caller already holds one) that is rolled back at the end, so the local
     ``statement_timeout`` and ``lock_timeout`` and the read-only mode vanish with it and the
     connection is left as it was found.
@@ -246,6 +262,9 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
         tables: ``(schema or None, table)`` pairs; ``None`` resolves the table on the
             connection's search_path. Tables that do not exist are simply absent from the
             snapshot.
+        definitions: declared predicates and expressions to compare with the live indexes
+            of the same name (see :func:`normalise_definitions`); only pairs where both
+            sides have one cost statements.
 
     Returns:
         The snapshot.
@@ -284,6 +303,9 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
             live_tables = tuple(LiveTable(*row) for row in cursor.fetchall())
             cursor.execute(_SNAPSHOT_INDEXES_SQL, [schemas, names])
             live_indexes = tuple(_live_index(row) for row in cursor.fetchall())
+            normalised = normalise_definitions(
+                connection, _definition_requests(definitions, live_tables, live_indexes)
+            )
             # Roll back rather than commit: nothing this pass set (read-only mode, local
             # timeouts) outlives it, also when it ran in a savepoint of the caller's.
             transaction.set_rollback(True, using=using)
@@ -298,6 +320,7 @@ def catalog_snapshot(using: str, tables: Iterable[tuple[str | None, str]]) -> Ca
         indexes=live_indexes,
         building=frozenset(f"{ix.schema}.{ix.name}" for ix in live_indexes if ix.building),
         current_schema=current_schema,
+        normalised=normalised,
     )
 
 
@@ -798,6 +821,35 @@ class CatalogIndex:
     predicate: str | None
     definition: str
     building_pid: int | None
+    expressions: str | None = None  # fix-defs: pg_get_expr(indexprs), None without any
+
+    def as_live_index(self) -> LiveIndex:
+        """The same index as a :class:`LiveIndex` (usage counters unknown), so that the
+        build compares definitions with the check's code (fix-defs)."""
+        keys = len(self.key_columns)
+        return LiveIndex(
+            schema=self.schema,
+            table=self.table,
+            name=self.name,
+            columns=self.key_columns,
+            descending=tuple(self.descending[:keys]),
+            include=self.include_columns,
+            expressions=self.expressions,
+            predicate=self.predicate,
+            unique=self.is_unique,
+            primary=False,
+            constraint=None,
+            method=self.method,
+            valid=self.is_valid,
+            ready=self.is_ready,
+            live=True,
+            definition=self.definition,
+            size_bytes=0,
+            idx_scan=None,
+            idx_tup_read=None,
+            idx_tup_fetch=None,
+            building=self.building_pid is not None,
+        )
 
 
 @dataclass(frozen=True)
@@ -862,7 +914,8 @@ SELECT n.nspname, i.relname, t.relname, x.indisvalid, x.indisready, x.indisuniqu
        pg_get_expr(x.indpred, x.indrelid),
        pg_get_indexdef(x.indexrelid),
        (SELECT p.pid FROM pg_stat_progress_create_index p
-         WHERE p.index_relid = x.indexrelid LIMIT 1)
+         WHERE p.index_relid = x.indexrelid LIMIT 1),
+       pg_get_expr(x.indexprs, x.indrelid)
   FROM pg_class i
   JOIN pg_index x ON x.indexrelid = i.oid
   JOIN pg_class t ON t.oid = x.indrelid
@@ -912,6 +965,7 @@ def index_and_leftovers(connection: Any, table: str, name: str) -> tuple[Catalog
             predicate=row[11],
             definition=row[12],
             building_pid=row[13],
+            expressions=row[14],
         )
         for row in rows
     )
@@ -1068,3 +1122,234 @@ def likely_build_blockers(
             [started_before, connection.ops.quote_name(table), connection.ops.quote_name(table)],
         )
         return tuple(BlockingSession(*row) for row in cursor.fetchall())
+
+
+# --- Normalised predicates and expressions (definition drift, branch fix-defs) -------------
+# PostgreSQL rewrites a partial-index predicate and index expressions when it stores them
+# (casts, parentheses, IN lists as = ANY), so Django's text and pg_get_expr()'s text of the
+# same predicate differ. The server normalises both with its own parser and deparser: EXPLAIN
+# (VERBOSE, never ANALYZE: nothing is executed) of ``SELECT <expressions> FROM <table> WHERE
+# <predicate>`` once for the declared text and once for the live text, with index scans off
+# so the predicate stays a Filter. Equal deparsed Filter and Output means equal definitions.
+# Cost: nothing for indexes without a predicate or expressions; otherwise one statement for
+# the settings plus, per such index, a savepoint, two EXPLAINs and its release (EXPLAINs of
+# different texts cannot share a statement without mixing their deparsed output, and the
+# savepoint keeps one unparsable text from aborting the whole pass).
+
+# Local to the transaction: index-only plans would hide the predicate inside the index.
+_NORMALISE_SETTINGS_SQL = """
+SELECT set_config('statement_timeout', %s, true),
+       set_config('lock_timeout', %s, true),
+       set_config('enable_indexscan', 'off', true),
+       set_config('enable_indexonlyscan', 'off', true),
+       set_config('enable_bitmapscan', 'off', true),
+       set_config('max_parallel_workers_per_gather', '0', true)
+"""
+
+
+@dataclass(frozen=True)
+class DefinitionRequest:
+    """A declared and a live index of the same name whose predicate or expressions need the
+    server to compare them.
+
+    Attributes:
+        schema: schema of the live index and its table.
+        table: the table.
+        name: the index name.
+        declared_predicate: the declared ``WHERE`` clause as SQL (``None``: not compared).
+        live_predicate: ``pg_get_expr(indpred)`` (``None``: not compared).
+        declared_expressions: the declared key expressions as SQL, plain columns left out.
+        live_expressions: ``pg_get_expr(indexprs)`` (``None``: not compared).
+    """
+
+    schema: str
+    table: str
+    name: str
+    declared_predicate: str | None
+    live_predicate: str | None
+    declared_expressions: tuple[str, ...]
+    live_expressions: str | None
+
+
+@dataclass(frozen=True)
+class NormalisedDefinition:
+    """Both sides of a :class:`DefinitionRequest` as the server's deparser writes them.
+
+    ``error`` is set (and the texts are ``None``) when the server could not normalise one
+    side; the definitions are then not known to be equal.
+    """
+
+    schema: str
+    name: str
+    declared_predicate: str | None = None
+    live_predicate: str | None = None
+    declared_expressions: tuple[str, ...] | None = None
+    live_expressions: tuple[str, ...] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeclaredDefinition:
+    """What a declared index says about its predicate and expressions, for a snapshot.
+
+    Attributes:
+        schema: the schema asked for (``None``: the search_path), as in the snapshot's tables.
+        table: the table.
+        name: the index name.
+        predicate: the ``WHERE`` clause as SQL, ``None`` without one.
+        expressions: the key expressions as SQL, plain columns left out.
+    """
+
+    schema: str | None
+    table: str
+    name: str
+    predicate: str | None
+    expressions: tuple[str, ...] = ()
+
+
+def _definition_requests(
+    definitions: Iterable[DeclaredDefinition],
+    live_tables: Sequence[LiveTable],
+    live_indexes: Sequence[LiveIndex],
+) -> list[DefinitionRequest]:
+    tables = {(t.requested_schema, t.name): t for t in live_tables}
+    indexes = {(ix.schema, ix.name): ix for ix in live_indexes}
+    requests = []
+    for declared in definitions:
+        table = tables.get((declared.schema, declared.table))
+        live = indexes.get((table.schema, declared.name)) if table else None
+        # An INVALID or building index is reported as such; its definition is not compared.
+        if live is None or not live.valid or live.building:
+            continue
+        request = definition_request(
+            live.schema,
+            live.table,
+            live.name,
+            declared_predicate=declared.predicate,
+            live_predicate=live.predicate,
+            declared_expressions=declared.expressions,
+            live_expressions=live.expressions,
+        )
+        if request is not None:
+            requests.append(request)
+    return list(dict.fromkeys(requests))
+
+
+def definition_request(
+    schema: str,
+    table: str,
+    name: str,
+    *,
+    declared_predicate: str | None,
+    live_predicate: str | None,
+    declared_expressions: Sequence[str],
+    live_expressions: str | None,
+) -> DefinitionRequest | None:
+    """The request to normalise one index pair, ``None`` when there is nothing to compare.
+
+    A predicate (expressions) is compared only when both sides have one: when just one side
+    has it the difference is plain without asking the server.
+    """
+    with_predicate = declared_predicate is not None and live_predicate is not None
+    with_expressions = bool(declared_expressions) and live_expressions is not None
+    if not (with_predicate or with_expressions):
+        return None
+    return DefinitionRequest(
+        schema=schema,
+        table=table,
+        name=name,
+        declared_predicate=declared_predicate if with_predicate else None,
+        live_predicate=live_predicate if with_predicate else None,
+        declared_expressions=tuple(declared_expressions) if with_expressions else (),
+        live_expressions=live_expressions if with_expressions else None,
+    )
+
+
+def normalise_definitions(
+    connection: Any, requests: Sequence[DefinitionRequest]
+) -> tuple[NormalisedDefinition, ...]:
+    """Let the server deparse both sides of each request (see the section comment).
+
+    Runs in a transaction (a savepoint inside the caller's) that is read only when it is
+    the outermost one and is rolled back at the end, so the local settings vanish with it;
+    the ``CHECK_*`` timeouts bound every statement.
+
+    Args:
+        connection: a Django PostgreSQL connection.
+        requests: the pairs to normalise (see :func:`definition_request`).
+
+    Returns:
+        One result per request, in order; a request whose text the server rejects gets a
+        result with ``error`` set, the others are unaffected.
+    """
+    if not requests:
+        return ()
+    from django.db import DatabaseError, transaction
+
+    results = []
+    outermost = not connection.in_atomic_block
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        if outermost:
+            cursor.execute("SET TRANSACTION READ ONLY")
+        cursor.execute(_NORMALISE_SETTINGS_SQL, _timeouts())
+        for request in requests:
+            relation = qualified_name(request.schema, request.table)
+            try:
+                with transaction.atomic(using=connection.alias):
+                    declared = _deparse(
+                        cursor,
+                        relation,
+                        request.declared_predicate,
+                        ", ".join(request.declared_expressions) or None,
+                    )
+                    live = _deparse(
+                        cursor, relation, request.live_predicate, request.live_expressions
+                    )
+            except DatabaseError as e:
+                results.append(
+                    NormalisedDefinition(
+                        schema=request.schema, name=request.name, error=first_error_line(e)
+                    )
+                )
+                continue
+            results.append(
+                NormalisedDefinition(
+                    schema=request.schema,
+                    name=request.name,
+                    declared_predicate=declared[0] if request.declared_predicate else None,
+                    live_predicate=live[0] if request.live_predicate else None,
+                    declared_expressions=declared[1] if request.declared_expressions else None,
+                    live_expressions=live[1] if request.live_expressions else None,
+                )
+            )
+        transaction.set_rollback(True, using=connection.alias)
+    return tuple(results)
+
+
+def _deparse(
+    cursor: Any, relation: str, predicate: str | None, expressions: str | None
+) -> tuple[str, tuple[str, ...]]:
+    """``(filters, outputs)`` of ``SELECT <expressions> FROM relation WHERE <predicate>``.
+
+    The texts are SQL that Django compiled from the model or that pg_get_expr() returned;
+    they are planned, never executed. No parameters are passed, so a ``%`` in them is data.
+    """
+    cursor.execute(
+        f"EXPLAIN (VERBOSE, FORMAT JSON) SELECT {expressions or 'NULL'} "
+        f"FROM {relation} WHERE {predicate or 'true'}"
+    )
+    document = cursor.fetchone()[0]
+    if isinstance(document, str):
+        document = json.loads(document)
+    root = document[0]["Plan"]
+    # A predicate the planner folds to a constant becomes a One-Time Filter of a Result.
+    filters = [
+        node[key]
+        for node in _plan_nodes(root)
+        for key in ("One-Time Filter", "Filter")
+        if key in node
+    ]
+    return " AND ".join(filters), tuple(root.get("Output", ()))
+
+
+# --- end Normalised predicates and expressions ---------------------------------------------

@@ -20,6 +20,7 @@ from django.apps import apps
 from django.db import connections, models, router
 from django.db.models import F
 from django.db.models.expressions import OrderBy
+from django.db.models.functions import Collate
 
 from .conf import get_config
 from .fields import TenantForeignKey
@@ -47,6 +48,8 @@ class DeclaredIndex:
         app_label: the model's app label.
         origin: ``"index"`` (``Meta.indexes``), ``"constraint"`` (``Meta.constraints``) or
             ``"implicit"`` (a field's ``db_index=True``).
+        key_expressions: each key expression that is not a plain column as SQL, without
+            its sort order, in key order (what ``pg_get_expr(indexprs)`` lists).
     """
 
     table: str
@@ -61,6 +64,7 @@ class DeclaredIndex:
     model: str = ""
     app_label: str = ""
     origin: str = "index"
+    key_expressions: tuple[str, ...] = ()
 
     @property
     def leads_with(self) -> str | None:
@@ -227,13 +231,30 @@ def _declared_indexes(
     return found
 
 
+def declared_index(model: type[models.Model], index: models.Index, editor: Any) -> DeclaredIndex:
+    """The :class:`DeclaredIndex` of one ``Index`` on ``model``, as the check sees it.
+
+    The migration operation compares an existing index with this too, so the build and the
+    check agree on what "the same definition" is.
+
+    Args:
+        model: the model (real or historical) the index belongs to.
+        index: a named ``django.db.models.Index``.
+        editor: a schema editor of the alias (its quoting); ``None`` keeps the SQL texts
+            approximate (``str()`` of the expressions).
+    """
+    return _from_index(model, index, editor)
+
+
 def _from_index(model: type[models.Model], index: models.Index, editor: Any) -> DeclaredIndex:
     meta = model._meta
+    key_expressions: tuple[str, ...] = ()
     if index.expressions:
         keys = [_expression_key(model, e) for e in index.expressions]
         columns: tuple[str | None, ...] = tuple(column for column, _ in keys)
         descending: tuple[bool, ...] = tuple(desc for _, desc in keys)
         expressions = _expressions_sql(model, index, editor)
+        key_expressions = _key_expressions_sql(model, index, editor)
     else:
         columns = tuple(_column_of(model, name) for name, _ in index.fields_orders)
         descending = tuple(order == "DESC" for _, order in index.fields_orders)
@@ -252,6 +273,7 @@ def _from_index(model: type[models.Model], index: models.Index, editor: Any) -> 
         model=meta.label,
         app_label=meta.app_label,
         origin="index",
+        key_expressions=key_expressions,
     )
 
 
@@ -262,6 +284,7 @@ def _expression_key(model: type[models.Model], expression: Any) -> tuple[str | N
     if isinstance(expression, OrderBy):
         descending = bool(expression.descending)
         expression = expression.expression
+    expression = _without_collation_and_opclass(expression)
     if isinstance(expression, F):
         try:
             return _column_of(model, expression.name), descending
@@ -362,3 +385,45 @@ def _expressions_sql(model: type[models.Model], index: models.Index, editor: Any
         return str(index.create_sql(model, editor).parts["columns"])
     except Exception:  # compiling may need a live connection: keep the shape
         return ", ".join(str(e) for e in index.expressions)
+
+
+def _key_expressions_sql(
+    model: type[models.Model], index: models.Index, editor: Any
+) -> tuple[str, ...]:
+    """Each key expression that is not a bare column, compiled alone as a select-list item.
+
+    ``_expressions_sql`` renders the whole key list with sort orders and operator classes,
+    which is no valid SQL expression; the server-side comparison needs plain expressions.
+    """
+    texts = []
+    for expression in index.expressions:
+        column, _ = _expression_key(model, expression)
+        if column is not None:
+            continue  # PostgreSQL stores it as a key column, not in indexprs
+        bare = expression.expression if isinstance(expression, OrderBy) else expression
+        texts.append(_expression_sql(model, _without_collation_and_opclass(bare), editor))
+    return tuple(texts)
+
+
+def _without_collation_and_opclass(expression: Any) -> Any:
+    # PostgreSQL keeps an index key's collation and operator class apart from the expression
+    # (indcollation, indclass) and stores COLLATE over a bare column as that column; like for
+    # plain columns, they are not compared.
+    while isinstance(expression, Collate) or type(expression).__name__ == "OpClass":
+        expression = expression.get_source_expressions()[0]
+    return expression
+
+
+def _expression_sql(model: type[models.Model], expression: Any, editor: Any) -> str:
+    if editor is None:
+        return str(expression)
+    try:
+        from django.db.models.sql import Query
+
+        query = Query(model=model, alias_cols=False)
+        resolved = expression.resolve_expression(query, allow_joins=False)
+        compiler = query.get_compiler(connection=editor.connection)
+        sql, params = compiler.compile(resolved)
+        return sql % tuple(editor.quote_value(p) for p in params)
+    except Exception:  # quoting may need a live connection: keep the shape
+        return str(expression)

@@ -22,7 +22,14 @@ from django.apps import apps
 from django.conf import settings
 from django.db import connections
 
-from .catalog import CatalogSnapshot, LiveIndex, LiveTable, catalog_snapshot
+from .catalog import (
+    CatalogSnapshot,
+    DeclaredDefinition,
+    LiveIndex,
+    LiveTable,
+    NormalisedDefinition,
+    catalog_snapshot,
+)
 from .conf import get_config
 from .declared import DeclaredIndex, TenantTable, declared_tenant_tables
 from .exceptions import CatalogUnavailable, UnknownAppLabel, UnknownDatabaseAlias
@@ -215,20 +222,36 @@ def index_state(table: TenantTable, index: DeclaredIndex, snapshot: CatalogSnaps
         return IndexState.BUILDING
     if not live.valid:
         return IndexState.INVALID
-    if definition_differences(index, live, live_table):
+    normalised = snapshot.normalised_definition(live.schema, live.name)
+    if definition_differences(index, live, live_table, normalised):
         return IndexState.DRIFT
     return IndexState.OK
 
 
-def definition_differences(index: DeclaredIndex, live: LiveIndex, table: LiveTable) -> list[str]:
+def definition_differences(
+    index: DeclaredIndex,
+    live: LiveIndex,
+    table: LiveTable | str,
+    normalised: NormalisedDefinition | None = None,
+) -> list[str]:
     """What differs between a declared index and the live one of the same name.
 
-    Predicates are compared for presence only: PostgreSQL rewrites them (casts,
-    parentheses), so the texts of equal predicates differ.
+    The one comparison of definitions: the check and the migration operation both use it.
+    PostgreSQL rewrites predicates and expressions (casts, parentheses, ``IN`` as
+    ``= ANY``), so their texts are compared as the server normalised them
+    (:func:`tenant_indexes.catalog.normalise_definitions`). Without a normalisation only
+    identical texts count as equal; a normalisation that failed is a difference.
+
+    Args:
+        index: the declared index.
+        live: the live index of the same name.
+        table: the declared table (its live version, or its name).
+        normalised: both sides' predicate and expressions as the server deparsed them.
     """
+    table_name = table if isinstance(table, str) else table.name
     differences = []
-    if live.table != table.name:
-        differences.append(f"it is on table {live.table}, not {table.name}")
+    if live.table != table_name:
+        differences.append(f"it is on table {live.table}, not {table_name}")
     if tuple(live.columns) != tuple(index.columns):
         differences.append(
             f"key columns are ({_columns(live.columns)}), declared ({_columns(index.columns)})"
@@ -251,7 +274,74 @@ def definition_differences(index: DeclaredIndex, live: LiveIndex, table: LiveTab
             if live.predicate
             else f"it has no predicate, declared WHERE {index.condition}"
         )
+    differences.extend(_normalised_differences(index, live, normalised))
     return differences
+
+
+def _normalised_differences(
+    index: DeclaredIndex, live: LiveIndex, normalised: NormalisedDefinition | None
+) -> list[str]:
+    """Predicate and expression differences when both sides have them (fix-defs)."""
+    with_predicate = index.condition is not None and live.predicate is not None
+    with_expressions = bool(index.key_expressions) and live.expressions is not None
+    if not (with_predicate or with_expressions):
+        return []
+    if normalised is not None and normalised.error is not None:
+        what = " and ".join(
+            part
+            for part, present in (("predicate", with_predicate), ("expressions", with_expressions))
+            if present
+        )
+        return [
+            f"its {what} could not be compared: the server could not normalise them "
+            f"({normalised.error})"
+        ]
+    differences = []
+    if with_predicate:
+        if normalised is not None:
+            declared, found = normalised.declared_predicate, normalised.live_predicate
+        else:
+            declared, found = index.condition, live.predicate
+        if declared != found:
+            differences.append(
+                f"its predicate is WHERE {live.predicate}, declared WHERE {index.condition}"
+            )
+    if with_expressions:
+        if normalised is not None:
+            same = normalised.declared_expressions == normalised.live_expressions
+        else:
+            same = ", ".join(index.key_expressions) == live.expressions
+        if not same:
+            differences.append(
+                f"its expressions are ({live.expressions}), declared "
+                f"({', '.join(index.key_expressions)})"
+            )
+    return differences
+
+
+def declared_definitions(tables: Iterable[TenantTable]) -> list[DeclaredDefinition]:
+    """The predicates and expressions of the declared indexes that have any, for
+    :func:`tenant_indexes.catalog.catalog_snapshot` to normalise in the same pass."""
+    return [
+        DeclaredDefinition(
+            schema=table.schema,
+            table=table.table,
+            name=index.name,
+            predicate=index.condition,
+            expressions=index.key_expressions,
+        )
+        for table in tables
+        for index in table.indexes
+        if index.condition is not None or index.key_expressions
+    ]
+
+
+def snapshot_for(alias: str, tables: Sequence[TenantTable]) -> CatalogSnapshot:
+    """The catalog snapshot of ``alias`` for ``tables``, with their predicates and
+    expressions normalised (see :func:`definition_differences`)."""
+    return catalog_snapshot(
+        alias, [(t.schema, t.table) for t in tables], definitions=declared_definitions(tables)
+    )
 
 
 def _columns(columns: Iterable[str | None]) -> str:
@@ -364,7 +454,8 @@ def _index_finding(
             "(fix duplicate rows first if it is unique)",
             **common,
         )
-    differences = definition_differences(index, live, live_table)
+    normalised = snapshot.normalised_definition(live.schema, live.name)
+    differences = definition_differences(index, live, live_table, normalised)
     if differences:
         return Finding(
             id=E_DRIFT,
@@ -531,7 +622,7 @@ def check_databases(
         vendor = connections[alias].vendor
         tables = tenant_tables_for(alias, app_labels)
         try:
-            snapshot = catalog_snapshot(alias, [(t.schema, t.table) for t in tables])
+            snapshot = snapshot_for(alias, tables)
         except CatalogUnavailable as e:
             database_reports.append(
                 DatabaseReport(

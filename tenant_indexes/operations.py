@@ -46,12 +46,14 @@ from django.dispatch import receiver
 
 from . import catalog
 from .conf import get_config
+from .declared import declared_index
 from .exceptions import (
     IndexBuildError,
     IndexDefinitionMismatchError,
     LockWaitTimeoutError,
     UnsafeServerVersionError,
 )
+from .health import definition_differences
 
 logger = logging.getLogger(__name__)
 
@@ -94,69 +96,8 @@ def ensure_concurrent_builds_supported(server_version_num: int, *, allow_pg14_bu
 
 
 # --- Declared versus catalog definition ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IndexShape:
-    """What makes two indexes the same index, in a form both sides can produce."""
-
-    table: str
-    key_columns: tuple[tuple[str | None, bool], ...]  # (column, descending)
-    include_columns: tuple[str, ...]
-    is_unique: bool
-    method: str
-    has_expressions: bool
-    has_predicate: bool
-
-    def describe(self) -> str:
-        keys = ", ".join(
-            f"{column or '<expression>'}{' DESC' if desc else ''}"
-            for column, desc in self.key_columns
-        )
-        parts = [f"{self.method} on {self.table} ({keys})"]
-        if self.include_columns:
-            parts.append(f"INCLUDE ({', '.join(self.include_columns)})")
-        if self.is_unique:
-            parts.append("UNIQUE")
-        if self.has_predicate:
-            parts.append("partial")
-        return " ".join(parts)
-
-
-def declared_shape(model: Any, index: Any) -> IndexShape:
-    """The :class:`IndexShape` that ``index`` on ``model`` declares."""
-    opts = model._meta
-    if index.expressions:
-        keys: tuple[tuple[str | None, bool], ...] = tuple((None, False) for _ in index.expressions)
-    else:
-        keys = tuple(
-            (opts.get_field(name).column, order == "DESC") for name, order in index.fields_orders
-        )
-    suffix = getattr(type(index), "suffix", "idx")
-    return IndexShape(
-        table=opts.db_table,
-        key_columns=keys,
-        include_columns=tuple(opts.get_field(name).column for name in index.include),
-        # Django's Index is never unique; unique indexes come from constraints.
-        is_unique=False,
-        method="btree" if suffix == "idx" else suffix,
-        has_expressions=bool(index.expressions),
-        has_predicate=index.condition is not None,
-    )
-
-
-def catalog_shape(found: catalog.CatalogIndex) -> IndexShape:
-    """The :class:`IndexShape` of an index as the catalog describes it."""
-    descending = found.descending + (False,) * len(found.key_columns)
-    return IndexShape(
-        table=found.table,
-        key_columns=tuple(zip(found.key_columns, descending, strict=False)),
-        include_columns=found.include_columns,
-        is_unique=found.is_unique,
-        method=found.method,
-        has_expressions=found.has_expressions,
-        has_predicate=found.predicate is not None,
-    )
+# One comparison for the build and the check: declared.declared_index() reads the declaration,
+# health.definition_differences() compares it with the live index (see _SafeBuild._differences).
 
 
 # --- Progress --------------------------------------------------------------------------------
@@ -474,8 +415,8 @@ class _SafeBuild:
                 " (not through tenant_indexes). Wait for that build to end, then run again."
             )
         if main is not None and main.is_valid:
-            wanted = declared_shape(self.model, self.index)
-            if catalog_shape(main) == wanted:
+            differences = self._differences(main)
+            if not differences:
                 self._say(
                     'adopted the existing valid index "%s" on "%s" (same definition)',
                     self.index.name,
@@ -487,9 +428,8 @@ class _SafeBuild:
                 f'Index "{self.index.name}" already exists and is valid, but its definition '
                 f"differs from the declared one.\n  in the database: {main.definition}\n"
                 f"  declared:        {create_index_sql(self.schema_editor, self.model, self.index)}"
-                f"\n  ({catalog_shape(main).describe()} versus {wanted.describe()}.) Drop or "
-                "rename the existing index, or change the declaration; it is never kept or "
-                "replaced silently."
+                f"\n  ({'; '.join(differences)}.) Drop or rename the existing index, or "
+                "change the declaration; it is never kept or replaced silently."
             )
         invalid = ([main] if main is not None else []) + leftovers
         if invalid:
@@ -503,6 +443,25 @@ class _SafeBuild:
                 f"{'missing' if main is None else 'INVALID'}; run again to rebuild it."
             )
         return BuildOutcome.REBUILT if self.dropped_invalid else BuildOutcome.BUILT
+
+    def _differences(self, main: catalog.CatalogIndex) -> list[str]:
+        """What differs between the declared index and the valid one found, through the
+        check's comparison (predicates and expressions normalised by the server)."""
+        declared = declared_index(self.model, self.index, self.schema_editor)
+        live = main.as_live_index()
+        request = catalog.definition_request(
+            live.schema,
+            live.table,
+            live.name,
+            declared_predicate=declared.condition,
+            live_predicate=live.predicate,
+            declared_expressions=declared.key_expressions,
+            live_expressions=live.expressions,
+        )
+        normalised = None
+        if request is not None:
+            (normalised,) = catalog.normalise_definitions(self.connection, [request])
+        return definition_differences(declared, live, self.table, normalised)
 
     def _drop_invalid(self, indexes: list[catalog.CatalogIndex]) -> None:
         for found in indexes:

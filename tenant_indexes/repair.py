@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 from django.apps import apps
 from django.db import DatabaseError, connections
 
-from .catalog import catalog_snapshot
 from .conf import get_config
 from .exceptions import IndexBuildError
 from .health import (
@@ -30,6 +29,7 @@ from .health import (
     IndexState,
     index_reports,
     resolve_databases,
+    snapshot_for,
     tenant_tables_for,
 )
 from .operations import (
@@ -163,7 +163,7 @@ def plan_repairs(
     actions: list[RepairAction] = []
     for alias in resolve_databases(databases, app_labels):
         tables = tenant_tables_for(alias, app_labels)
-        snapshot = catalog_snapshot(alias, [(t.schema, t.table) for t in tables])
+        snapshot = snapshot_for(alias, tables)
         actions.extend(_action_for(report) for report in index_reports(tables, snapshot))
     return tuple(actions)
 
