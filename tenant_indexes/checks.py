@@ -20,14 +20,16 @@ from .conf import get_config
 from .declared import TenantTable, declared_tenant_tables, tenant_table_for_model
 from .exceptions import TenantIndexesConfigError
 from .fields import TenantForeignKey
+from .findings import (
+    E_BAD_SETTING,
+    E_NAME_TOO_LONG,
+    E_NO_TENANT_INDEX_DECLARED,
+    E_NOT_CHECKED,
+    I_NAME_OVER_30,
+    W_IMPLICIT_FK_INDEX_DUPLICATE,
+)
 
 # Ids of the static check (README "Finding ids").
-E_NO_TENANT_INDEX_DECLARED = "tenant_indexes.E006"
-E_NAME_TOO_LONG = "tenant_indexes.E007"
-E_NOT_CHECKED = "tenant_indexes.E008"
-E_BAD_SETTING = "tenant_indexes.E009"
-W_IMPLICIT_FK_INDEX_DUPLICATE = "tenant_indexes.W003"
-I_NAME_OVER_30 = "tenant_indexes.I001"
 
 OWN_APP_LABEL = "tenant_indexes"
 POSTGRES_NAME_LIMIT = 63  # NAMEDATALEN - 1
@@ -138,7 +140,8 @@ def check_live_tenant_indexes(
     """
     if not databases or _inside_migrate():
         return []
-    from .health import Level, check_databases
+    from .findings import Level
+    from .health import check_databases
 
     aliases = [alias for alias in databases if connections[alias].vendor == "postgresql"]
     if not aliases:

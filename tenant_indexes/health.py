@@ -12,11 +12,10 @@ adds W001/W002 that way) and sees the same snapshot, so it costs no extra catalo
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypedDict
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
@@ -33,86 +32,17 @@ from .catalog import (
 from .conf import get_config
 from .declared import DeclaredIndex, TenantTable, declared_tenant_tables
 from .exceptions import CatalogUnavailable, UnknownAppLabel, UnknownDatabaseAlias
-
-
-class IndexState(enum.StrEnum):
-    """What became of one declared index on one database."""
-
-    OK = "ok"
-    MISSING = "missing"
-    INVALID = "invalid"
-    BUILDING = "building"
-    DRIFT = "drift"
-
-
-class Level(enum.StrEnum):
-    """Severity of a finding; ``--fail-level`` picks the lowest one that fails."""
-
-    ERROR = "error"
-    WARNING = "warning"
-
-    @property
-    def rank(self) -> int:
-        return {"warning": 1, "error": 2}[self.value]
-
-
-# Finding ids (DESIGN.md + README "Finding ids"). W001/W002 come from the usage analysis.
-E_MISSING = "tenant_indexes.E001"
-E_INVALID = "tenant_indexes.E002"
-E_DRIFT = "tenant_indexes.E003"
-E_NO_TENANT_LEADING = "tenant_indexes.E004"
-E_MISSING_TABLE = "tenant_indexes.E005"
-W_UNUSED = "tenant_indexes.W001"
-W_REDUNDANT = "tenant_indexes.W002"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem, with what to run to fix it.
-
-    Attributes:
-        id: ``tenant_indexes.E001`` and so on (see the README's table).
-        level: error or warning.
-        database: the alias.
-        table: the table concerned.
-        index: the index concerned, ``None`` for a table-level finding.
-        message: what is wrong, in one line.
-        hint: what to run to fix it.
-        schema: the table's schema when known.
-    """
-
-    id: str
-    level: Level
-    database: str
-    table: str
-    index: str | None
-    message: str
-    hint: str
-    schema: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The finding as in DESIGN.md's JSON."""
-        return {
-            "id": self.id,
-            "level": self.level.value,
-            "database": self.database,
-            "schema": self.schema,
-            "table": self.table,
-            "index": self.index,
-            "message": self.message,
-            "hint": self.hint,
-        }
-
-
-class FindingSubject(TypedDict):
-    """What a group of findings shares: where they are and how severe; ``**``-passed to
-    :class:`Finding` along with each finding's own id, message and hint."""
-
-    level: Level
-    database: str
-    schema: str | None
-    table: str
-    index: str | None
+from .findings import (
+    E_DRIFT,
+    E_INVALID,
+    E_MISSING,
+    E_MISSING_TABLE,
+    E_NO_TENANT_LEADING,
+    Finding,
+    FindingSubject,
+    IndexState,
+    Level,
+)
 
 
 @dataclass(frozen=True)

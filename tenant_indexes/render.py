@@ -12,7 +12,8 @@ from typing import Any
 
 from django.core.management.color import no_style
 
-from .health import HealthReport, IndexState, Level
+from .findings import IndexState, Level
+from .health import HealthReport
 
 _STATE_STYLE = {
     IndexState.OK: "SUCCESS",

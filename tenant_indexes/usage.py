@@ -42,13 +42,17 @@ from .catalog import (
 )
 from .conf import get_config
 from .declared import TenantTable
-from .health import (
+from .findings import (
+    W_PLAN_WITHOUT_TENANT_INDEX,
     W_REDUNDANT,
+    W_SEQ_SCAN_HEAVY,
     W_UNUSED,
-    DatabaseReport,
     Finding,
     FindingSubject,
     Level,
+)
+from .health import (
+    DatabaseReport,
     exit_code_for,
     overall_status,
     register_database_set_producer,
@@ -463,8 +467,6 @@ def analyse_usage(
 
 # --- Findings -----------------------------------------------------------------------------
 
-W_SEQ_SCAN_HEAVY = "tenant_indexes.W010"
-W_PLAN_WITHOUT_TENANT_INDEX = "tenant_indexes.W011"
 
 
 def _columns_text(index: IndexUsage) -> str:

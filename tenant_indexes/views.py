@@ -44,13 +44,13 @@ from django.views.decorators.http import require_safe
 
 from . import health
 from .conf import get_config
+from .findings import E_PROBE_FAILED
 from .health import HealthReport
 from .render import render_prometheus, render_status_gauge
 
 logger = logging.getLogger(__name__)
 
 #: Finding id of a probe that could not finish a pass (timeout, unexpected error).
-PROBE_FAILED_ID = "tenant_indexes.E101"
 
 _CACHE_KEY = "tenant_indexes:health:v1"
 _FAIL_LEVELS = ("error", "warning")
@@ -185,7 +185,7 @@ def _result_from_report(report: HealthReport, config: dict[str, Any]) -> ProbeRe
 
 def _failed_result(message: str) -> ProbeResult:
     finding = {
-        "id": PROBE_FAILED_ID,
+        "id": E_PROBE_FAILED,
         "level": "error",
         "database": None,
         "table": None,

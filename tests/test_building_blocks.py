@@ -10,7 +10,7 @@ from django.db.migrations.writer import MigrationWriter
 
 from tenant_indexes import TenantForeignKey, TenantIndex, TenantNotSetError
 from tenant_indexes.models import Customer, Tenant
-from tests.pg import index_columns_by_table
+from tests.support.pg import index_columns_by_table
 from tests.testapp.models import Invoice, Order, Shipment
 
 

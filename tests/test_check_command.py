@@ -12,7 +12,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tenant_indexes import health
-from tenant_indexes.health import Finding, Level, check_databases
+from tenant_indexes.findings import Finding, Level
+from tenant_indexes.health import check_databases
 
 STATUSES = {"ok", "warning", "error", "unknown"}
 INDEX_STATES = {"ok", "missing", "invalid", "building", "drift"}

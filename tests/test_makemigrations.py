@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import override_settings
 
 from tenant_indexes.operations import AddIndexConcurrently
-from tests.pg import index_columns_by_table, invalid_indexes
+from tests.support.pg import index_columns_by_table, invalid_indexes
 
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "new_tenant_index"
 PACKAGE = "tenant_indexes_generated_migrations"

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from tests.pg import index_columns_by_table, invalid_indexes, server_version_num
+from tests.support.pg import index_columns_by_table, invalid_indexes, server_version_num
 
 SEED_INDEXES = {
     "idx_customers_tenant_id": ("customers", ("tenant_id",)),

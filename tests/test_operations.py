@@ -26,7 +26,7 @@ from tenant_indexes.operations import (
     ensure_concurrent_builds_supported,
     progress_reporter,
 )
-from tests.pg import index_columns_by_table, invalid_indexes
+from tests.support.pg import index_columns_by_table, invalid_indexes
 from tests.test_migrations import EXPECTED_COLUMNS, SEED_INDEXES
 
 # SEED.md, "Option 2: Manual SQL Migration", verbatim.

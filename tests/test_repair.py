@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from tests.pg import index_columns_by_table, invalid_indexes
+from tests.support.pg import index_columns_by_table, invalid_indexes
 from tests.test_operations import all_seed_indexes_valid_and_unique, run_sql
 
 TENANT = "00000000-0000-0000-0000-000000000001"

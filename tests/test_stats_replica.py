@@ -1,6 +1,6 @@
 """Usage summed over a primary and a REAL streaming replica (pg_basebackup + hot standby).
 
-The pair comes from :mod:`tests.replica`, not from the run's server: a standby must run the
+The pair comes from :mod:`tests.support.replica`, not from the run's server: a standby must run the
 primary's major version and the pgserver binaries are the ones every machine has. The two
 aliases are added to Django's connections for this module only, and the app's tables are
 migrated onto the primary (the standby gets them by replaying its WAL).
@@ -22,7 +22,7 @@ from django.test import override_settings
 
 from tenant_indexes.catalog import usage_snapshot
 from tenant_indexes.usage import UnusedVerdict, UsageThresholds, analyse_usage
-from tests.replica import ReplicaPair, start_replica_pair
+from tests.support.replica import ReplicaPair, start_replica_pair
 
 PRIMARY, REPLICA = "stats_primary", "stats_replica"
 TABLES = {("public", "users"): "tenant_id", ("public", "files"): "tenant_id"}

@@ -16,6 +16,7 @@ from django.db import connection, connections
 from django.test import RequestFactory
 
 from tenant_indexes import health, views
+from tenant_indexes.findings import E_PROBE_FAILED, Finding, Level
 from tenant_indexes.views import clear_health_cache, probe_health, tenant_index_health
 
 URL = "/health/tenant-indexes/"
@@ -183,11 +184,11 @@ def warning_finding(monkeypatch: pytest.MonkeyPatch) -> None:
 def add_warning_finding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every pass also reports one warning, through the core's finding-producer hook."""
 
-    def one_warning(tables: Any, snapshot: Any) -> list[health.Finding]:
+    def one_warning(tables: Any, snapshot: Any) -> list[Finding]:
         return [
-            health.Finding(
+            Finding(
                 id="tenant_indexes.W001",
-                level=health.Level.WARNING,
+                level=Level.WARNING,
                 database="default",
                 table="tickets",
                 index=DROPPED,
@@ -542,7 +543,7 @@ def test_down_database__wall_clock_bound_frees_the_worker(
     assert response.status_code == 503
     document = response.json()
     assert document["status"] == "unknown"
-    assert [f["id"] for f in document["findings"]] == [views.PROBE_FAILED_ID]
+    assert [f["id"] for f in document["findings"]] == [E_PROBE_FAILED]
     assert "0.5s" in document["findings"][0]["message"]
     assert elapsed < 0.5 + 1.5
     assert anonymous.json() == {"status": "unknown"}  # the failure is cached like a result
@@ -562,7 +563,7 @@ def test_pass__unexpected_error_answers_503_unknown_not_a_traceback(
     response = client.get(URL, **bearer())
     assert response.status_code == 503
     finding = response.json()["findings"][0]
-    assert finding["id"] == views.PROBE_FAILED_ID
+    assert finding["id"] == E_PROBE_FAILED
     assert "RuntimeError: boom" in finding["message"]
 
 
@@ -574,5 +575,5 @@ def test_pass__unknown_alias_in_settings_answers_503_with_the_reason(
     response = client.get(URL, **bearer())
     assert response.status_code == 503
     (finding,) = response.json()["findings"]
-    assert finding["id"] == views.PROBE_FAILED_ID
+    assert finding["id"] == E_PROBE_FAILED
     assert "unknown database alias 'nope'" in finding["message"]

@@ -10,7 +10,7 @@ from typing import Any, TypedDict
 from django.core.management.base import BaseCommand, CommandError
 
 from tenant_indexes.exceptions import TenantIndexesError
-from tenant_indexes.health import Level
+from tenant_indexes.findings import Level
 
 OUTPUT_FORMATS = ("text", "json", "prometheus")
 

@@ -1,4 +1,4 @@
-"""Test fixtures: the database server the whole run uses."""
+"""Test fixtures shared by tests/ and demo_project/tests/: the database server the run uses."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Tests of the demo project: the data generator and the query benchmark."""

@@ -1,0 +1,1 @@
+"""Helpers the tests share: catalog assertions and a streaming replica pair."""
