@@ -468,7 +468,6 @@ def analyse_usage(
 # --- Findings -----------------------------------------------------------------------------
 
 
-
 def _columns_text(index: IndexUsage) -> str:
     return ", ".join(c if c is not None else "<expression>" for c in index.key_columns)
 
