@@ -1,0 +1,1 @@
+"""Integration scenarios: several components or processes at once."""
