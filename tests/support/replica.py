@@ -16,55 +16,20 @@ import shutil
 import subprocess
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-# How long to wait for a server to start or for the standby to replay the primary's WAL.
-STARTUP_TIMEOUT_SECONDS = 60
+from tests.support.cluster import pgserver_bin, run_binary, server_user
+
+# How long to wait for the standby to replay the primary's WAL.
 REPLAY_TIMEOUT_SECONDS = 30
 
 
-def _postgres_bin() -> Path:
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless.
-        warnings.simplefilter("ignore")
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-    return Path(POSTGRES_BIN_PATH)
-
-
-def _system_user() -> str | None:
-    """The user the servers run as: ``pgserver`` when we are root, else ourselves."""
-    if os.geteuid() != 0:
-        return None
-    _postgres_bin()  # imports pgserver quietly first
-    from pgserver.utils import ensure_folder_permissions, ensure_user_exists
-
-    ensure_user_exists("pgserver")
-    bin_path = _postgres_bin()
-    # pgserver makes its binaries readable and executable for that user in the same way.
-    import stat
-
-    read = stat.S_IRGRP | stat.S_IROTH
-    execute = stat.S_IXGRP | stat.S_IXOTH
-    ensure_folder_permissions(bin_path, read | execute)
-    ensure_folder_permissions(bin_path.parent / "lib", read)
-    return "pgserver"
-
-
 def _run(program: str, args: list[str], user: str | None) -> None:
-    command = [str(_postgres_bin() / program), *args]
-    result = subprocess.run(
-        command, user=user, capture_output=True, text=True, timeout=STARTUP_TIMEOUT_SECONDS
-    )
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"{program} failed ({result.returncode}): {result.stderr.strip() or result.stdout}"
-        )
+    run_binary(pgserver_bin(), program, args, user)
 
 
 @dataclass
@@ -152,7 +117,7 @@ def start_replica_pair() -> ReplicaPair:
     ``standby.signal`` and ``primary_conninfo``). The caller must call
     :meth:`ReplicaPair.stop`.
     """
-    user = _system_user()
+    user = server_user()
     # Short paths: a Unix socket path must fit in about 100 bytes.
     root = Path(tempfile.mkdtemp(prefix="ti-repl-"))
     pair = ReplicaPair(root=root, user=user, primary_socket=root / "ps", standby_socket=root / "ss")
