@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "tenant_indexes",
     "demo_project.demo",
+    "django_extensions",
 ]
 
 MIDDLEWARE: list[str] = []
