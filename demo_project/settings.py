@@ -19,10 +19,13 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "tenant_indexes",
     "demo_project.demo",
+    "django_extensions",
 ]
 
 MIDDLEWARE: list[str] = []
 ROOT_URLCONF = "demo_project.urls"
+# django-extensions' graph_models renders the help-desk diagram from an app template.
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
 
 DATABASES = {"default": database_config("tenant_indexes_demo")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
