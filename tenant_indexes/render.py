@@ -1,4 +1,4 @@
-"""A :class:`~tenant_indexes.health.HealthReport` as text, JSON or Prometheus exposition.
+"""A :class:`~tenant_indexes.reports.HealthReport` as text, JSON or Prometheus exposition.
 
 Machine formats carry no colour; text is coloured through a Django ``Style`` (the command's
 ``self.style``, which ``--no-color`` turns off).
@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.color import no_style
 
 from .findings import IndexState, Level
-from .health import HealthReport
+from .reports import HealthReport
 
 _STATE_STYLE = {
     IndexState.OK: "SUCCESS",

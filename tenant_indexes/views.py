@@ -45,8 +45,8 @@ from django.views.decorators.http import require_safe
 from . import health
 from .conf import get_config
 from .findings import E_PROBE_FAILED
-from .health import HealthReport
 from .render import render_prometheus, render_status_gauge
+from .reports import HealthReport
 
 logger = logging.getLogger(__name__)
 

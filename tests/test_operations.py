@@ -13,19 +13,14 @@ from django.core.management import call_command
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from tenant_indexes import catalog
+from tenant_indexes import buildcontrol
+from tenant_indexes.build import ensure_concurrent_builds_supported
 from tenant_indexes.exceptions import (
     IndexDefinitionMismatchError,
     LockWaitTimeoutError,
     UnsafeServerVersionError,
 )
-from tenant_indexes.operations import (
-    BuildOutput,
-    ProgressBar,
-    ProgressLines,
-    ensure_concurrent_builds_supported,
-    progress_reporter,
-)
+from tenant_indexes.progress import BuildOutput, ProgressBar, ProgressLines, progress_reporter
 from tests.support.pg import index_columns_by_table, invalid_indexes
 from tests.test_migrations import EXPECTED_COLUMNS, SEED_INDEXES
 
@@ -251,28 +246,34 @@ def test_migrate__open_writer_makes_build_give_up_and_next_run_heals() -> None:
 def test_migrate__waits_for_another_builder_through_the_advisory_lock() -> None:
     with seed_indexes_unapplied(), other_session() as builder:
         builder_pid = run_sql(builder, "SELECT pg_backend_pid()")[0][0]
-        catalog.acquire_build_lock(builder, "public.idx_customers_tenant_id")
+        buildcontrol.acquire_build_lock(builder, "public.idx_customers_tenant_id")
         with override_settings(TENANT_INDEXES=FAST_GIVE_UP):
             with pytest.raises(LockWaitTimeoutError) as raised:
                 call_command("migrate", "tenant_indexes", verbosity=0)
         assert "another build of it holds the build lock" in str(raised.value)
         assert f"pid {builder_pid}" in str(raised.value)
         assert invalid_indexes() == []
-        catalog.release_build_lock(builder, "public.idx_customers_tenant_id")
+        buildcontrol.release_build_lock(builder, "public.idx_customers_tenant_id")
 
 
 @pytest.mark.django_db(transaction=True)
 def test_migrate__restores_session_settings_after_build_and_after_failure() -> None:
     with seed_indexes_unapplied():
         run_sql(connection, "SET lock_timeout = '7s'; SET statement_timeout = '9s'")
-        before = catalog.session_settings(connection, ("lock_timeout", "statement_timeout"))
+        before = buildcontrol.session_settings(connection, ("lock_timeout", "statement_timeout"))
         run_sql(connection, "CREATE INDEX idx_users_tenant_id ON users (email)")
         with pytest.raises(IndexDefinitionMismatchError):
             call_command("migrate", "tenant_indexes", verbosity=0)
-        assert catalog.session_settings(connection, ("lock_timeout", "statement_timeout")) == before
+        assert (
+            buildcontrol.session_settings(connection, ("lock_timeout", "statement_timeout"))
+            == before
+        )
         run_sql(connection, "DROP INDEX idx_users_tenant_id")
         call_command("migrate", "tenant_indexes", verbosity=0)
-        assert catalog.session_settings(connection, ("lock_timeout", "statement_timeout")) == before
+        assert (
+            buildcontrol.session_settings(connection, ("lock_timeout", "statement_timeout"))
+            == before
+        )
         assert before == {"lock_timeout": "7s", "statement_timeout": "9s"}
         run_sql(connection, "RESET lock_timeout; RESET statement_timeout")
 
@@ -304,7 +305,7 @@ def test_build_progress__reports_phase_and_names_the_waited_for_writer() -> None
         try:
             sample = None
             for _ in range(2000):  # until the build reaches its wait; bounded
-                sample = catalog.build_progress(connection, builder_pid)
+                sample = buildcontrol.build_progress(connection, builder_pid)
                 if sample is not None and sample.phase == "waiting for writers before build":
                     break
                 threading.Event().wait(0.01)
@@ -320,8 +321,8 @@ def test_build_progress__reports_phase_and_names_the_waited_for_writer() -> None
         run_sql(connection, "DROP INDEX idx_files_tenant_id")
 
 
-def _sample(phase: str, done: int, total: int) -> catalog.BuildProgress:
-    return catalog.BuildProgress(phase, total, done, 0, 0, 0, 0, blocker=None)
+def _sample(phase: str, done: int, total: int) -> buildcontrol.BuildProgress:
+    return buildcontrol.BuildProgress(phase, total, done, 0, 0, 0, 0, blocker=None)
 
 
 def test_progress_lines__one_line_per_phase_change_or_interval() -> None:

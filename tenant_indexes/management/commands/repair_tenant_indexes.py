@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from tenant_indexes.exceptions import TenantIndexesError
-from tenant_indexes.operations import BuildOutput
+from tenant_indexes.progress import BuildOutput
 from tenant_indexes.repair import RepairKind, plan_repairs, run_repairs
 
 from ._base import ExitCodeArgumentsMixin, add_target_arguments, targets
