@@ -225,8 +225,9 @@ def _remember_migrate_output(
 ) -> None:
     stream = kwargs.get("stdout") or OutputWrapper(sys.stdout)
     if isinstance(stream, OutputWrapper):
+        # OutputWrapper writes to the stream it keeps in _out (not in django-stubs).
         if not isinstance(stream._out, _LineTracker):
-            stream._out = _LineTracker(stream._out)
+            stream._out = _LineTracker(stream._out)  # type: ignore[attr-defined]
     elif not isinstance(stream, _LineTracker):
         stream = _LineTracker(stream)
     _migrate_output[using] = BuildOutput(stream=stream, verbosity=verbosity, inline=True)

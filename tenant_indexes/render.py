@@ -13,6 +13,7 @@ from typing import Any
 from django.core.management.color import no_style
 
 from .findings import IndexState, Level
+from .repair import RepairKind
 from .reports import HealthReport
 
 _STATE_STYLE = {
@@ -101,7 +102,7 @@ def render_text(report: HealthReport, style: Any = None) -> str:
 
 
 def render_json(report: HealthReport) -> str:
-    """DESIGN.md's JSON document: one object on one line, keys in a stable order.
+    """The ``--format json`` document: one object on one line, keys in a stable order.
 
     Compact on purpose: ``indent`` switches ``json`` to its pure-Python encoder, which takes
     longer than the whole catalog pass at thousands of indexes. Pipe to ``jq`` to read it.
@@ -200,7 +201,7 @@ def render_prometheus(report: HealthReport) -> str:
     return "\n".join(out) + "\n"
 
 
-# --- tenant_index_stats (issue #4): usage report renderers --------------------------------
+# The usage report of tenant_index_stats.
 
 
 def _size(size_bytes: int) -> str:
@@ -253,7 +254,7 @@ def render_usage_text(report: Any, style: Any = None) -> str:
             (
                 f"{s.index.schema}.{s.index.table}",
                 s.index.name,
-                _size(s.index.size_bytes),
+                _size(s.index.known_size_bytes),
                 str(s.idx_scan),
                 str(s.idx_tup_read),
                 str(s.idx_tup_fetch),
@@ -319,7 +320,7 @@ def render_usage_prometheus(report: Any) -> str:
         )
     for metric, help_text, value in (
         ("index_scans", "Index scans summed over the databases.", lambda s: s.idx_scan),
-        ("index_size_bytes", "Index size on disk.", lambda s: s.index.size_bytes),
+        ("index_size_bytes", "Index size on disk.", lambda s: s.index.known_size_bytes),
     ):
         out += [
             f"# HELP tenant_indexes_{metric} {help_text}",
@@ -347,4 +348,28 @@ def render_usage_prometheus(report: Any) -> str:
     return "\n".join(out) + "\n"
 
 
-# --- end tenant_index_stats ---------------------------------------------------------------
+def render_usage_json(report: Any) -> str:
+    """A :class:`~tenant_indexes.usage.UsageReport` as one indented JSON document."""
+    return json.dumps(report.as_dict(), indent=2, default=str) + "\n"
+
+
+# The repair of repair_tenant_indexes.
+
+
+def render_repair_sql(actions: Sequence[Any]) -> str:
+    """The SQL a repair would run, per index, as ``--dry-run`` prints it (safe for psql)."""
+    lines: list[str] = []
+    for action in actions:
+        if action.kind in (RepairKind.CREATE, RepairKind.REBUILD):
+            lines.append(f"-- {action.database}: {action.kind} {action.index}")
+            lines.extend(f"{statement};" for statement in action.statements)
+    return "".join(line + "\n" for line in lines)
+
+
+def render_not_repaired(actions: Sequence[Any]) -> list[str]:
+    """One line per declared index the repair cannot fix, with the reason."""
+    return [
+        f"{a.database}: {a.index} on {a.table} is {a.state}, not repaired: {a.reason}"
+        for a in actions
+        if a.kind == RepairKind.CANNOT
+    ]

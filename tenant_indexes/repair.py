@@ -160,6 +160,22 @@ def plan_repairs(
     return tuple(actions)
 
 
+def needs_work(action: RepairAction) -> bool:
+    """The action creates or rebuilds an index."""
+    return action.kind in (RepairKind.CREATE, RepairKind.REBUILD)
+
+
+def still_unhealthy(
+    actions: Sequence[RepairAction], results: Sequence[RepairResult] | None = None
+) -> int:
+    """How many declared indexes need repair (``results`` is ``None``: a dry run) or are
+    still unhealthy after the repair (the ones it cannot fix, and the failed builds)."""
+    blocked = sum(a.kind == RepairKind.CANNOT for a in actions)
+    if results is None:
+        return blocked + sum(needs_work(a) for a in actions)
+    return blocked + sum(not r.done for r in results)
+
+
 def run_repairs(
     actions: Sequence[RepairAction], output: BuildOutput | None = None
 ) -> tuple[RepairResult, ...]:
@@ -170,7 +186,7 @@ def run_repairs(
     """
     results = []
     for action in actions:
-        if action.kind not in (RepairKind.CREATE, RepairKind.REBUILD):
+        if not needs_work(action):
             continue
         model, index = _declared_index(action.model, action.index)  # type: ignore[misc]
         try:

@@ -81,7 +81,7 @@ def _probe_state(report, name: str) -> IndexState:
     return next(ix.status for ix in report.indexes if ix.name == name)
 
 
-# --- The check ---------------------------------------------------------------------------
+# The check.
 
 
 @pytest.mark.django_db
@@ -183,7 +183,7 @@ def test_normalise__text_the_server_cannot_parse_is_an_error_and_a_difference() 
     assert "could not be compared" in difference and bad.error in difference
 
 
-# --- The build ---------------------------------------------------------------------------
+# The build.
 
 
 def _build(index: models.Index):
