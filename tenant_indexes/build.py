@@ -40,7 +40,7 @@ from .exceptions import (
     LockWaitTimeoutError,
     UnsafeServerVersionError,
 )
-from .normalise import definition_request, normalise_definitions
+from .normalise import normalise_definitions, request_for
 from .progress import BuildMonitor, BuildOutput, progress_reporter
 from .sql import qualified_name, quoting_by_our_rule
 
@@ -261,15 +261,7 @@ class _SafeBuild:
         """What differs between the declared index and the valid one found, through the
         check's comparison (predicates and expressions normalised by the server)."""
         declared = declared_index(self.model, self.index, self.schema_editor)
-        request = definition_request(
-            main.schema,
-            main.table,
-            main.name,
-            declared_predicate=declared.condition,
-            live_predicate=main.predicate,
-            declared_expressions=declared.key_expressions,
-            live_expressions=main.expressions,
-        )
+        request = request_for(main, declared.condition, declared.key_expressions)
         normalised = None
         if request is not None:
             (normalised,) = normalise_definitions(self.connection, [request])

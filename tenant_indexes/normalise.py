@@ -116,15 +116,7 @@ def definition_requests(
         # An INVALID or building index is reported as such; its definition is not compared.
         if live is None or not live.usable:
             continue
-        request = definition_request(
-            live.schema,
-            live.table,
-            live.name,
-            declared_predicate=declared.predicate,
-            live_predicate=live.predicate,
-            declared_expressions=declared.expressions,
-            live_expressions=live.expressions,
-        )
+        request = request_for(live, declared.predicate, declared.expressions)
         if request is not None:
             requests.append(request)
     return list(dict.fromkeys(requests))
@@ -157,6 +149,21 @@ def definition_request(
         live_predicate=live_predicate if with_predicate else None,
         declared_expressions=tuple(declared_expressions) if with_expressions else (),
         live_expressions=live_expressions if with_expressions else None,
+    )
+
+
+def request_for(
+    live: CatalogIndex, predicate: str | None, expressions: Sequence[str]
+) -> DefinitionRequest | None:
+    """:func:`definition_request` for a live index and a declared predicate and expressions."""
+    return definition_request(
+        live.schema,
+        live.table,
+        live.name,
+        declared_predicate=predicate,
+        live_predicate=live.predicate,
+        declared_expressions=expressions,
+        live_expressions=live.expressions,
     )
 
 

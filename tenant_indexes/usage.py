@@ -132,28 +132,15 @@ def collect_usage(
         started = time.perf_counter()
         connection = connections[alias]
         tables = tenant_tables_for(alias, app_labels)
+        unreadable = DatabaseReport(alias=alias, vendor=connection.vendor, server_version=None)
         if connection.vendor != "postgresql":
-            reports.append(
-                DatabaseReport(
-                    alias=alias,
-                    vendor=connection.vendor,
-                    server_version=None,
-                    error=f"database {alias!r} is {connection.vendor}: usage statistics "
-                    "need PostgreSQL",
-                )
-            )
+            error = f"database {alias!r} is {connection.vendor}: usage statistics need PostgreSQL"
+            reports.append(replace(unreadable, error=error))
             continue
         try:
             snapshot = usage_snapshot(alias, [(t.schema, t.table) for t in tables])
         except DatabaseError as e:
-            reports.append(
-                DatabaseReport(
-                    alias=alias,
-                    vendor=connection.vendor,
-                    server_version=None,
-                    error=f"database {alias!r}: {first_error_line(e)}",
-                )
-            )
+            reports.append(replace(unreadable, error=f"database {alias!r}: {first_error_line(e)}"))
             continue
         for live in snapshot.tables:
             for t in tables:
