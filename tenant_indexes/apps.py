@@ -10,14 +10,11 @@ class TenantIndexesConfig(AppConfig):
         # Connect the setting_changed receiver.
         from . import conf  # noqa: F401
 
-        # --- check_tenant_indexes (issue #3): system checks ---
+        # The system checks: declarations, and the live catalog under Tags.database.
         from .checks import register as register_checks
 
         register_checks()
-        # --- end check_tenant_indexes ---
-
-        # --- tenant_index_stats (issue #4): W001/W002 in check_databases (opt-in setting) ---
+        # W001/W002 in check_databases, when CHECK_INCLUDES_USAGE is on.
         from .usage import register_check_producers
 
         register_check_producers()
-        # --- end tenant_index_stats ---

@@ -19,7 +19,7 @@ class TenantNotSetError(TenantIndexesError):
     """A tenant-scoped query was made without naming a tenant."""
 
 
-# --- check_tenant_indexes (issue #3) ----------------------------------------------------
+# Reading the live catalog.
 
 
 class CatalogUnavailable(TenantIndexesError):
@@ -44,10 +44,7 @@ class UnknownAppLabel(TenantIndexesError):
     """An app label that is not installed was asked for."""
 
 
-# --- end check_tenant_indexes -------------------------------------------------------------
-
-
-# --- Safe online index builds (operations.py, repair_tenant_indexes) --------------------
+# Concurrent index builds (build.py: migrate and repair_tenant_indexes).
 
 
 class IndexBuildError(TenantIndexesError, CommandError):
@@ -70,10 +67,7 @@ class UnsafeServerVersionError(IndexBuildError):
     """The server's version has a known bug in concurrent index builds."""
 
 
-# --- end safe online index builds -------------------------------------------------------
-
-
-# --- Fail-closed tenant scoping (issue #7, scoping.py) -----------------------------------
+# Fail-closed tenant scoping (scoping.py).
 
 
 class TenantScopeError(TenantIndexesError):

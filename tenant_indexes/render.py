@@ -1,4 +1,4 @@
-"""A :class:`~tenant_indexes.health.HealthReport` as text, JSON or Prometheus exposition.
+"""A :class:`~tenant_indexes.reports.HealthReport` as text, JSON or Prometheus exposition.
 
 Machine formats carry no colour; text is coloured through a Django ``Style`` (the command's
 ``self.style``, which ``--no-color`` turns off).
@@ -7,13 +7,14 @@ Machine formats carry no colour; text is coloured through a Django ``Style`` (th
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.core.management.color import no_style
 
 from .findings import IndexState, Level
-from .health import HealthReport
+from .repair import RepairKind
+from .reports import HealthReport
 
 _STATE_STYLE = {
     IndexState.OK: "SUCCESS",
@@ -101,7 +102,7 @@ def render_text(report: HealthReport, style: Any = None) -> str:
 
 
 def render_json(report: HealthReport) -> str:
-    """DESIGN.md's JSON document: one object on one line, keys in a stable order.
+    """The ``--format json`` document: one object on one line, keys in a stable order.
 
     Compact on purpose: ``indent`` switches ``json`` to its pure-Python encoder, which takes
     longer than the whole catalog pass at thousands of indexes. Pipe to ``jq`` to read it.
@@ -137,22 +138,31 @@ def _status_gauge(status: str) -> list[str]:
     ]
 
 
+def _gauge(
+    metric: str, help_text: str, samples: Iterable[tuple[dict[str, str], object]]
+) -> list[str]:
+    """One gauge: its HELP and TYPE lines, then one line per ``(labels, value)``."""
+    lines = [f"# HELP tenant_indexes_{metric} {help_text}", f"# TYPE tenant_indexes_{metric} gauge"]
+    for labels, value in samples:
+        text = ",".join(f'{name}="{_label(label)}"' for name, label in labels.items())
+        lines.append(f"tenant_indexes_{metric}{{{text}}} {value}")
+    return lines
+
+
 def _findings_gauges(findings: Any) -> list[str]:
     """``tenant_indexes_findings{database,id,level}``: how many findings of each id."""
-    out = [
-        "# HELP tenant_indexes_findings Findings by id.",
-        "# TYPE tenant_indexes_findings gauge",
-    ]
     counts: dict[tuple[str, str, str], int] = {}
     for f in findings:
         key = (f.database, f.id, f.level.value)
         counts[key] = counts.get(key, 0) + 1
-    for (database, finding_id, level), count in sorted(counts.items()):
-        out.append(
-            f'tenant_indexes_findings{{database="{_label(database)}",id="{_label(finding_id)}",'
-            f'level="{level}"}} {count}'
-        )
-    return out
+    return _gauge(
+        "findings",
+        "Findings by id.",
+        (
+            ({"database": database, "id": finding_id, "level": level}, count)
+            for (database, finding_id, level), count in sorted(counts.items())
+        ),
+    )
 
 
 def render_prometheus(report: HealthReport) -> str:
@@ -163,44 +173,40 @@ def render_prometheus(report: HealthReport) -> str:
     ``tenant_indexes_indexes{status}`` (every state, zeros included, so alerts can use
     ``> 0``) and ``tenant_indexes_findings{id}``.
     """
+    databases = report.databases
     out = [
         *_status_gauge(report.status),
-        "# HELP tenant_indexes_database_up 1 when the database could be checked.",
-        "# TYPE tenant_indexes_database_up gauge",
+        *_gauge(
+            "database_up",
+            "1 when the database could be checked.",
+            (({"database": db.alias}, int(not db.error)) for db in databases),
+        ),
+        *_gauge(
+            "check_duration_seconds",
+            "Time the check of the database took.",
+            (({"database": db.alias}, f"{db.duration_seconds:.6f}") for db in databases),
+        ),
+        *_gauge(
+            "indexes",
+            "Declared tenant indexes by state.",
+            (
+                (
+                    {"database": db.alias, "status": state.value},
+                    sum(
+                        1 for ix in report.indexes if ix.database == db.alias and ix.status is state
+                    ),
+                )
+                for db in databases
+                if not db.error
+                for state in IndexState
+            ),
+        ),
     ]
-    for db in report.databases:
-        out.append(
-            f'tenant_indexes_database_up{{database="{_label(db.alias)}"}} {int(not db.error)}'
-        )
-    out += [
-        "# HELP tenant_indexes_check_duration_seconds Time the check of the database took.",
-        "# TYPE tenant_indexes_check_duration_seconds gauge",
-    ]
-    for db in report.databases:
-        out.append(
-            f'tenant_indexes_check_duration_seconds{{database="{_label(db.alias)}"}} '
-            f"{db.duration_seconds:.6f}"
-        )
-    out += [
-        "# HELP tenant_indexes_indexes Declared tenant indexes by state.",
-        "# TYPE tenant_indexes_indexes gauge",
-    ]
-    for db in report.databases:
-        if db.error:
-            continue
-        for state in IndexState:
-            count = sum(
-                1 for ix in report.indexes if ix.database == db.alias and ix.status is state
-            )
-            out.append(
-                f'tenant_indexes_indexes{{database="{_label(db.alias)}",status="{state.value}"}} '
-                f"{count}"
-            )
     out += _findings_gauges(report.findings)
     return "\n".join(out) + "\n"
 
 
-# --- tenant_index_stats (issue #4): usage report renderers --------------------------------
+# The usage report of tenant_index_stats.
 
 
 def _size(size_bytes: int) -> str:
@@ -253,7 +259,7 @@ def render_usage_text(report: Any, style: Any = None) -> str:
             (
                 f"{s.index.schema}.{s.index.table}",
                 s.index.name,
-                _size(s.index.size_bytes),
+                _size(s.index.known_size_bytes),
                 str(s.idx_scan),
                 str(s.idx_tup_read),
                 str(s.idx_tup_fetch),
@@ -309,42 +315,62 @@ def render_usage_prometheus(report: Any) -> str:
     """
     out = [
         *_status_gauge(report.status),
-        "# HELP tenant_indexes_statistics_age_seconds Age of the statistics per database.",
-        "# TYPE tenant_indexes_statistics_age_seconds gauge",
+        *_gauge(
+            "statistics_age_seconds",
+            "Age of the statistics per database.",
+            (({"database": age.alias}, int(age.age.total_seconds())) for age in report.statistics),
+        ),
     ]
-    for age in report.statistics:
-        out.append(
-            f'tenant_indexes_statistics_age_seconds{{database="{_label(age.alias)}"}} '
-            f"{int(age.age.total_seconds())}"
-        )
     for metric, help_text, value in (
         ("index_scans", "Index scans summed over the databases.", lambda s: s.idx_scan),
-        ("index_size_bytes", "Index size on disk.", lambda s: s.index.size_bytes),
+        ("index_size_bytes", "Index size on disk.", lambda s: s.index.known_size_bytes),
     ):
-        out += [
-            f"# HELP tenant_indexes_{metric} {help_text}",
-            f"# TYPE tenant_indexes_{metric} gauge",
-        ]
-        for s in report.indexes:
-            out.append(
-                f'tenant_indexes_{metric}{{schema="{_label(s.index.schema)}",'
-                f'table="{_label(s.index.table)}",index="{_label(s.index.name)}"}} {value(s)}'
-            )
+        out += _gauge(
+            metric,
+            help_text,
+            (
+                (
+                    {"schema": s.index.schema, "table": s.index.table, "index": s.index.name},
+                    value(s),
+                )
+                for s in report.indexes
+            ),
+        )
     for metric, help_text, value in (
         ("table_seq_scans", "Sequential scans summed over the databases.", lambda t: t.seq_scan),
         ("table_idx_scans", "Index scans summed over the databases.", lambda t: t.idx_scan),
     ):
-        out += [
-            f"# HELP tenant_indexes_{metric} {help_text}",
-            f"# TYPE tenant_indexes_{metric} gauge",
-        ]
-        for t in report.tables:
-            out.append(
-                f'tenant_indexes_{metric}{{schema="{_label(t.schema)}",'
-                f'table="{_label(t.table)}"}} {value(t)}'
-            )
+        out += _gauge(
+            metric,
+            help_text,
+            (({"schema": t.schema, "table": t.table}, value(t)) for t in report.tables),
+        )
     out += _findings_gauges(report.findings)
     return "\n".join(out) + "\n"
 
 
-# --- end tenant_index_stats ---------------------------------------------------------------
+def render_usage_json(report: Any) -> str:
+    """A :class:`~tenant_indexes.usage.UsageReport` as one indented JSON document."""
+    return json.dumps(report.as_dict(), indent=2, default=str) + "\n"
+
+
+# The repair of repair_tenant_indexes.
+
+
+def render_repair_sql(actions: Sequence[Any]) -> str:
+    """The SQL a repair would run, per index, as ``--dry-run`` prints it (safe for psql)."""
+    lines: list[str] = []
+    for action in actions:
+        if action.kind in (RepairKind.CREATE, RepairKind.REBUILD):
+            lines.append(f"-- {action.database}: {action.kind} {action.index}")
+            lines.extend(f"{statement};" for statement in action.statements)
+    return "".join(line + "\n" for line in lines)
+
+
+def render_not_repaired(actions: Sequence[Any]) -> list[str]:
+    """One line per declared index the repair cannot fix, with the reason."""
+    return [
+        f"{a.database}: {a.index} on {a.table} is {a.state}, not repaired: {a.reason}"
+        for a in actions
+        if a.kind == RepairKind.CANNOT
+    ]

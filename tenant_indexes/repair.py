@@ -4,7 +4,7 @@
 one catalog snapshot per database (the same comparison as ``check_tenant_indexes``) and
 returns one :class:`RepairAction` per declared tenant index, with the exact SQL a repair
 runs. :func:`run_repairs` carries them out through
-:func:`~tenant_indexes.operations.build_index_concurrently`: concurrently, with bounded lock
+:func:`~tenant_indexes.build.build_index_concurrently`: concurrently, with bounded lock
 waits, the advisory lock, and verification that the result is valid. Neither prints.
 
 Only indexes declared in ``Meta.indexes`` are built here; an index that backs a constraint
@@ -22,23 +22,15 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 from django.apps import apps
 from django.db import DatabaseError, connections
 
+from .build import build_index_concurrently, build_settings, create_index_sql, drop_index_sql
+from .compare import index_reports
 from .conf import get_config
 from .exceptions import IndexBuildError
-from .health import (
-    IndexReport,
-    IndexState,
-    index_reports,
-    resolve_databases,
-    snapshot_for,
-    tenant_tables_for,
-)
-from .operations import (
-    BuildOutput,
-    build_index_concurrently,
-    build_settings,
-    create_index_sql,
-    drop_index_sql,
-)
+from .findings import IndexState
+from .health import snapshot_for
+from .progress import BuildOutput
+from .reports import IndexReport
+from .targeting import resolve_databases, tenant_tables_for
 
 if TYPE_CHECKING:
     from django.db.backends.postgresql.base import DatabaseWrapper as PostgreSQLWrapper
@@ -140,7 +132,7 @@ def _action_for(report: IndexReport) -> RepairAction:
             f"SET {name} = {editor.quote_value(value)}" for name, value in session.items()
         ]
         if report.status == IndexState.INVALID:
-            statements.append(drop_index_sql(connection, report.schema, report.name))
+            statements.append(drop_index_sql(report.schema, report.name))
         statements.append(create_index_sql(editor, model, index))
     kind = RepairKind.REBUILD if report.status == IndexState.INVALID else RepairKind.CREATE
     return RepairAction(kind=kind, statements=tuple(statements), **base)
@@ -168,6 +160,22 @@ def plan_repairs(
     return tuple(actions)
 
 
+def needs_work(action: RepairAction) -> bool:
+    """The action creates or rebuilds an index."""
+    return action.kind in (RepairKind.CREATE, RepairKind.REBUILD)
+
+
+def still_unhealthy(
+    actions: Sequence[RepairAction], results: Sequence[RepairResult] | None = None
+) -> int:
+    """How many declared indexes need repair (``results`` is ``None``: a dry run) or are
+    still unhealthy after the repair (the ones it cannot fix, and the failed builds)."""
+    blocked = sum(a.kind == RepairKind.CANNOT for a in actions)
+    if results is None:
+        return blocked + sum(needs_work(a) for a in actions)
+    return blocked + sum(not r.done for r in results)
+
+
 def run_repairs(
     actions: Sequence[RepairAction], output: BuildOutput | None = None
 ) -> tuple[RepairResult, ...]:
@@ -178,7 +186,7 @@ def run_repairs(
     """
     results = []
     for action in actions:
-        if action.kind not in (RepairKind.CREATE, RepairKind.REBUILD):
+        if not needs_work(action):
             continue
         model, index = _declared_index(action.model, action.index)  # type: ignore[misc]
         try:

@@ -45,8 +45,8 @@ from django.views.decorators.http import require_safe
 from . import health
 from .conf import get_config
 from .findings import E_PROBE_FAILED
-from .health import HealthReport
 from .render import render_prometheus, render_status_gauge
+from .reports import HealthReport
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class ProbeResult:
     checked_at: float
 
 
-# --- The cached, bounded pass -----------------------------------------------------------
+# The cached, bounded pass.
 
 _pass_lock = threading.Lock()
 _local_cache: dict[str, tuple[float, ProbeResult]] = {}
@@ -284,7 +284,7 @@ def _probe_config() -> dict[str, Any]:
     return config
 
 
-# --- Access control ---------------------------------------------------------------------
+# Access control.
 
 
 def _configured_tokens() -> list[str]:
@@ -334,7 +334,7 @@ def may_see_details(request: HttpRequest) -> bool:
         return False
 
 
-# --- The view ---------------------------------------------------------------------------
+# The view.
 
 
 @transaction.non_atomic_requests

@@ -139,7 +139,7 @@ def bearer(token: str = TOKEN) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
 
 
-# --- Status codes against the real catalog -------------------------------------------------
+# Status codes against the real catalog.
 
 
 @pytest.mark.django_db
@@ -228,7 +228,7 @@ def test_view__included_urlconf_serves_the_same_view(client: Any, health_setting
     assert client.get("/included/").json().keys() == {"status"}
 
 
-# --- Access control ---------------------------------------------------------------------
+# Access control.
 
 
 @pytest.mark.django_db
@@ -354,7 +354,7 @@ def test_view__bad_fail_level_is_improperly_configured(settings: Any) -> None:
         probe_health()
 
 
-# --- The cache bounds the catalog passes ---------------------------------------------------
+# The cache bounds the catalog passes.
 
 
 @pytest.mark.django_db
@@ -431,7 +431,7 @@ def test_cache__a_shared_django_cache_serves_other_workers(
     assert len(count_passes) == 2
 
 
-# --- Bounds: a dedicated, timed-out connection; a database that is down -----------------------
+# Bounds: a dedicated, timed-out connection; a database that is down.
 # The down-database tests use no test database: the extra alias exists only while they run,
 # and Django's test case would refuse a connection to an alias it was not told about.
 

@@ -45,7 +45,7 @@ def targets(options: dict[str, Any]) -> Targets:
 
 
 def raise_for_exit_code(report: Any, fail_level: str) -> None:
-    """End the command with the report's exit code (DESIGN.md): 0 returns, 1 and 2 raise.
+    """End the command with the report's exit code : 0 returns, 1 and 2 raise.
 
     Args:
         report: a report with ``exit_code()``, ``databases``, ``findings`` and ``status``.
@@ -67,7 +67,7 @@ def raise_for_exit_code(report: Any, fail_level: str) -> None:
 
 
 class ExitCodeArgumentsMixin:
-    """Bad arguments exit 2 (DESIGN.md) from ``call_command`` too, not only from a shell.
+    """Bad arguments exit 2 from ``call_command`` too, not only from a shell.
 
     From the command line argparse already exits 2; Django's parser raises a plain
     ``CommandError`` (exit 1) when the command is called from code.

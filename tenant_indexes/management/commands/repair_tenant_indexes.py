@@ -7,8 +7,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from tenant_indexes.exceptions import TenantIndexesError
-from tenant_indexes.operations import BuildOutput
-from tenant_indexes.repair import RepairKind, plan_repairs, run_repairs
+from tenant_indexes.progress import BuildOutput
+from tenant_indexes.render import render_not_repaired, render_repair_sql
+from tenant_indexes.repair import RepairKind, plan_repairs, run_repairs, still_unhealthy
 
 from ._base import ExitCodeArgumentsMixin, add_target_arguments, targets
 
@@ -39,27 +40,18 @@ class Command(ExitCodeArgumentsMixin, BaseCommand):
             actions = plan_repairs(**targets(options))
         except TenantIndexesError as e:
             raise CommandError(f"could not check: {e}", returncode=2) from e
-        work = [a for a in actions if a.kind in (RepairKind.CREATE, RepairKind.REBUILD)]
-        blocked = [a for a in actions if a.kind == RepairKind.CANNOT]
-        for action in blocked:
-            self.stderr.write(
-                f"{action.database}: {action.index} on {action.table} is {action.state}, "
-                f"not repaired: {action.reason}"
-            )
+        for line in render_not_repaired(actions):
+            self.stderr.write(line)
         if options["dry_run"]:
-            for action in work:
-                self.stdout.write(f"-- {action.database}: {action.kind} {action.index}")
-                for statement in action.statements:
-                    self.stdout.write(f"{statement};")
-            failed = len(work) + len(blocked)
+            self.stdout.write(render_repair_sql(actions), ending="")
+            failed = still_unhealthy(actions)
         else:
-            output = BuildOutput(self.stdout, options["verbosity"])
-            results = run_repairs(work, output)
+            results = run_repairs(actions, BuildOutput(self.stdout, options["verbosity"]))
             for result in results:
                 if not result.done:
                     self.stderr.write(f"{result.action.index}: {result.detail}")
-            failed = len(blocked) + sum(not r.done for r in results)
-        if options["verbosity"] >= 1 and not work and not blocked:
+            failed = still_unhealthy(actions, results)
+        if options["verbosity"] >= 1 and all(a.kind == RepairKind.NOTHING for a in actions):
             self.stdout.write("Every declared tenant index is present and valid.")
         if failed:
             verb = "need repair" if options["dry_run"] else "still unhealthy"

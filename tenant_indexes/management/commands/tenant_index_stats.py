@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from tenant_indexes.render import render_usage_prometheus, render_usage_text
+from tenant_indexes.render import render_usage_json, render_usage_prometheus, render_usage_text
 from tenant_indexes.usage import SORT_KEYS, UsageReport, collect_usage
 
 from ._base import ReportCommand, targets
@@ -41,7 +40,7 @@ class Command(ReportCommand):
 
     def render(self, report: UsageReport, output: str) -> str:
         if output == "json":
-            return json.dumps(report.as_dict(), indent=2, default=str) + "\n"
+            return render_usage_json(report)
         if output == "prometheus":
             return render_usage_prometheus(report)
         return render_usage_text(report, self.style)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from tenant_indexes.catalog import ServerStats, usage_snapshot
 from tenant_indexes.models import Tenant, User
-from tenant_indexes.usage import UnusedVerdict, UsageThresholds, analyse_usage, stats_age
+from tenant_indexes.statistics import ServerStats, usage_snapshot
+from tenant_indexes.usageanalysis import UnusedVerdict, UsageThresholds, analyse_usage, stats_age
 
 SEED_TABLES = {
     ("public", t): "tenant_id"
@@ -75,8 +75,13 @@ def test_usage_snapshot__tenant_query_moves_the_counters_the_views_report() -> N
     index = next(ix for ix in snapshot.indexes if ix.name == "idx_users_tenant_id")
     after = _index_view("idx_users_tenant_id")
     assert after[0] == before[0] + 1
-    assert (index.idx_scan, index.idx_tup_read, index.idx_tup_fetch, index.size_bytes) == after
-    assert index.key_columns == ("tenant_id",)
+    assert (
+        index.idx_scan,
+        index.idx_tup_read,
+        index.idx_tup_fetch,
+        index.exact_size_bytes,
+    ) == after
+    assert index.columns == ("tenant_id",)
     assert (index.method, index.unique, index.primary, index.constraint) == (
         "btree",
         False,

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 from django.db import IntegrityError, connection
 
-from tenant_indexes.health import IndexState, check_databases
+from tenant_indexes.findings import IndexState
+from tenant_indexes.health import check_databases
 from tenant_indexes.models import Tenant, User
 from tests.testapp.models import Order
 

@@ -30,7 +30,7 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def assert_design_shape(doc: dict) -> None:
-    """DESIGN.md's JSON contract: these keys and types, more keys allowed."""
+    """The documented JSON contract: these keys and types, more keys allowed."""
     assert set(doc) >= {"status", "databases", "indexes", "findings"}
     assert doc["status"] in STATUSES
     for db in doc["databases"]:

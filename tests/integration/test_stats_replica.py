@@ -20,8 +20,8 @@ from django.core.management.base import CommandError
 from django.db import connections
 from django.test import override_settings
 
-from tenant_indexes.catalog import usage_snapshot
-from tenant_indexes.usage import UnusedVerdict, UsageThresholds, analyse_usage
+from tenant_indexes.statistics import usage_snapshot
+from tenant_indexes.usageanalysis import UnusedVerdict, UsageThresholds, analyse_usage
 from tests.support.replica import ReplicaPair, start_replica_pair
 
 PRIMARY, REPLICA = "stats_primary", "stats_replica"

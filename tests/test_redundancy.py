@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from tenant_indexes.catalog import usage_snapshot
-from tenant_indexes.usage import find_redundant
+from tenant_indexes.redundancy import find_redundant
+from tenant_indexes.statistics import usage_snapshot
 
 SCRATCH = "usage_redundancy_scratch"
 

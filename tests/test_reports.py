@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tenant_indexes.health import (
-    DatabaseReport,
-    Finding,
-    HealthReport,
-    IndexReport,
-    IndexState,
-    Level,
-    overall_status,
-)
+from tenant_indexes.findings import Finding, IndexState, Level
 from tenant_indexes.render import render_json, render_prometheus, render_text
+from tenant_indexes.reports import DatabaseReport, HealthReport, IndexReport, overall_status
 
 PG = DatabaseReport(alias="default", vendor="postgresql", server_version="16.2")
 DOWN = DatabaseReport(alias="other", vendor="postgresql", server_version=None, error="refused")

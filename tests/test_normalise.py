@@ -17,10 +17,12 @@ from django.db.models import F, Q
 from django.db.models.functions import Collate, Lower, Upper
 from django.test.utils import CaptureQueriesContext
 
-from tenant_indexes import TenantIndex, catalog
+from tenant_indexes import TenantIndex, buildcontrol, normalise
+from tenant_indexes.build import BuildOutcome, build_index_concurrently
+from tenant_indexes.compare import definition_differences
 from tenant_indexes.exceptions import IndexDefinitionMismatchError
-from tenant_indexes.health import IndexState, check_databases, definition_differences
-from tenant_indexes.operations import BuildOutcome, build_index_concurrently
+from tenant_indexes.findings import IndexState
+from tenant_indexes.health import check_databases
 from tests.testapp.models import Order
 
 _SAVEPOINT_SQL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
@@ -79,7 +81,7 @@ def _probe_state(report, name: str) -> IndexState:
     return next(ix.status for ix in report.indexes if ix.name == name)
 
 
-# --- The check ---------------------------------------------------------------------------
+# The check.
 
 
 @pytest.mark.django_db
@@ -149,7 +151,7 @@ def test_normalise__text_the_server_cannot_parse_is_an_error_and_a_difference() 
     """A failed normalisation is reported, never taken for "same"; later requests still run."""
     from tenant_indexes.declared import declared_index
 
-    broken = catalog.definition_request(
+    broken = normalise.definition_request(
         "public",
         "testapp_order",
         "probe_broken",
@@ -158,7 +160,7 @@ def test_normalise__text_the_server_cannot_parse_is_an_error_and_a_difference() 
         declared_expressions=(),
         live_expressions=None,
     )
-    fine = catalog.definition_request(
+    fine = normalise.definition_request(
         "public",
         "testapp_order",
         "probe_fine",
@@ -167,7 +169,7 @@ def test_normalise__text_the_server_cannot_parse_is_an_error_and_a_difference() 
         declared_expressions=(),
         live_expressions=None,
     )
-    bad, good = catalog.normalise_definitions(connection, [broken, fine])
+    bad, good = normalise.normalise_definitions(connection, [broken, fine])
     assert bad.error and bad.declared_predicate is None
     assert good.error is None and good.declared_predicate == good.live_predicate
     index = TenantIndex(fields=["status"], name="probe_broken", condition=Q(status="open"))
@@ -175,14 +177,13 @@ def test_normalise__text_the_server_cannot_parse_is_an_error_and_a_difference() 
     with connection.schema_editor() as editor:
         declared = declared_index(Order, index, editor)
     live = next(
-        ix.as_live_index()
-        for ix in catalog.index_and_leftovers(connection, "testapp_order", "probe_broken")
+        ix for ix in buildcontrol.index_and_leftovers(connection, "testapp_order", "probe_broken")
     )
     (difference,) = definition_differences(declared, live, "testapp_order", bad)
     assert "could not be compared" in difference and bad.error in difference
 
 
-# --- The build ---------------------------------------------------------------------------
+# The build.
 
 
 def _build(index: models.Index):

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ROWS = 400_000
 INDEX = "scenario_bulk_tenant_n"
 TABLE = "scenario_bulk_rows"
@@ -252,7 +252,7 @@ def test_killed_build__index_is_invalid_then_migrate_heals_it(
         released = True
         state = _index_state()
         assert state is not None and state[0] is False, f"expected an INVALID index: {state}"
-        # check_tenant_indexes (issue #3) reports it: E002, exit 1.
+        # check_tenant_indexes reports it: E002, exit 1.
         check = _manage("check_tenant_indexes", "killed_build", "--format", "json")
         report, _ = check.communicate(timeout=DEADLINE)
         assert check.returncode == 1, report

@@ -1,0 +1,313 @@
+"""Declared tenant indexes against a catalog snapshot: index states, differences, findings.
+
+Pure functions: (declared tables, catalog snapshot) in, frozen data out. The check
+(:mod:`tenant_indexes.health`), the repair and the migration operation's build all decide
+through this one comparison. Findings E001-E005.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from .catalog import CatalogIndex, CatalogSnapshot, CatalogTable
+from .declared import DeclaredIndex, TenantTable
+from .findings import (
+    E_DRIFT,
+    E_INVALID,
+    E_MISSING,
+    E_MISSING_TABLE,
+    E_NO_TENANT_LEADING,
+    Finding,
+    FindingSubject,
+    IndexState,
+    Level,
+)
+from .normalise import DeclaredDefinition, NormalisedDefinition
+from .reports import IndexReport
+
+
+def index_state(table: TenantTable, index: DeclaredIndex, snapshot: CatalogSnapshot) -> IndexState:
+    """The state of one declared index in a snapshot."""
+    live_table = snapshot.table(table.schema, table.table)
+    if live_table is None:
+        return IndexState.MISSING
+    live = snapshot.index(live_table.schema, index.name)
+    if live is None:
+        return IndexState.MISSING
+    if live.building:
+        return IndexState.BUILDING
+    if not live.valid:
+        return IndexState.INVALID
+    normalised = snapshot.normalised_definition(live.schema, live.name)
+    if definition_differences(index, live, live_table, normalised):
+        return IndexState.DRIFT
+    return IndexState.OK
+
+
+def definition_differences(
+    index: DeclaredIndex,
+    live: CatalogIndex,
+    table: CatalogTable | str,
+    normalised: NormalisedDefinition | None = None,
+) -> list[str]:
+    """What differs between a declared index and the live one of the same name.
+
+    The one comparison of definitions: the check and the migration operation both use it.
+    PostgreSQL rewrites predicates and expressions (casts, parentheses, ``IN`` as
+    ``= ANY``), so their texts are compared as the server normalised them
+    (:func:`tenant_indexes.normalise.normalise_definitions`). Without a normalisation only
+    identical texts count as equal; a normalisation that failed is a difference.
+
+    Args:
+        index: the declared index.
+        live: the live index of the same name.
+        table: the declared table (its live version, or its name).
+        normalised: both sides' predicate and expressions as the server deparsed them.
+    """
+    table_name = table if isinstance(table, str) else table.name
+    differences = []
+    if live.table != table_name:
+        differences.append(f"it is on table {live.table}, not {table_name}")
+    if tuple(live.columns) != tuple(index.columns):
+        differences.append(
+            f"key columns are ({columns_text(live.columns)}), "
+            f"declared ({columns_text(index.columns)})"
+        )
+    elif index.descending and tuple(live.descending) != tuple(index.descending):
+        differences.append("column sort order (ASC/DESC) differs")
+    if tuple(live.include) != tuple(index.include):
+        differences.append(
+            f"INCLUDE columns are ({', '.join(live.include)}), "
+            f"declared ({', '.join(index.include)})"
+        )
+    if live.unique != index.unique:
+        differences.append("it is UNIQUE, declared not unique" if live.unique else
+                           "it is not UNIQUE, declared unique")  # fmt: skip
+    if live.method != index.method:
+        differences.append(f"method is {live.method}, declared {index.method}")
+    if (live.predicate is None) != (index.condition is None):
+        differences.append(
+            f"it has the predicate WHERE {live.predicate}, declared none"
+            if live.predicate
+            else f"it has no predicate, declared WHERE {index.condition}"
+        )
+    differences.extend(_normalised_differences(index, live, normalised))
+    return differences
+
+
+def _normalised_differences(
+    index: DeclaredIndex, live: CatalogIndex, normalised: NormalisedDefinition | None
+) -> list[str]:
+    """Predicate and expression differences when both sides have them."""
+    with_predicate = index.condition is not None and live.predicate is not None
+    with_expressions = bool(index.key_expressions) and live.expressions is not None
+    if not (with_predicate or with_expressions):
+        return []
+    if normalised is not None and normalised.error is not None:
+        what = " and ".join(
+            part
+            for part, present in (("predicate", with_predicate), ("expressions", with_expressions))
+            if present
+        )
+        return [
+            f"its {what} could not be compared: the server could not normalise them "
+            f"({normalised.error})"
+        ]
+    differences = []
+    if with_predicate:
+        if normalised is not None:
+            declared, found = normalised.declared_predicate, normalised.live_predicate
+        else:
+            declared, found = index.condition, live.predicate
+        if declared != found:
+            differences.append(
+                f"its predicate is WHERE {live.predicate}, declared WHERE {index.condition}"
+            )
+    if with_expressions:
+        if normalised is not None:
+            same = normalised.declared_expressions == normalised.live_expressions
+        else:
+            same = ", ".join(index.key_expressions) == live.expressions
+        if not same:
+            differences.append(
+                f"its expressions are ({live.expressions}), declared "
+                f"({', '.join(index.key_expressions)})"
+            )
+    return differences
+
+
+def declared_definitions(tables: Iterable[TenantTable]) -> list[DeclaredDefinition]:
+    """The predicates and expressions of the declared indexes that have any, for
+    :func:`tenant_indexes.catalog.catalog_snapshot` to normalise in the same pass."""
+    return [
+        DeclaredDefinition(
+            schema=table.schema,
+            table=table.table,
+            name=index.name,
+            predicate=index.condition,
+            expressions=index.key_expressions,
+        )
+        for table in tables
+        for index in table.indexes
+        if index.condition is not None or index.key_expressions
+    ]
+
+
+def columns_text(columns: Iterable[str | None]) -> str:
+    """Key columns for a message, ``<expression>`` for an expression key."""
+    return ", ".join(c if c is not None else "<expression>" for c in columns)
+
+
+def index_reports(
+    tables: Sequence[TenantTable], snapshot: CatalogSnapshot
+) -> tuple[IndexReport, ...]:
+    """One report per declared tenant index, in declaration order."""
+    reports = []
+    for table in tables:
+        live_table = snapshot.table(table.schema, table.table)
+        for index in table.indexes:
+            live = snapshot.index(live_table.schema, index.name) if live_table else None
+            reports.append(
+                IndexReport(
+                    database=snapshot.alias,
+                    schema=live_table.schema
+                    if live_table
+                    else (table.schema or snapshot.current_schema),
+                    table=table.table,
+                    name=index.name,
+                    columns=index.columns,
+                    status=index_state(table, index, snapshot),
+                    model=table.model,
+                    app_label=table.app_label,
+                    unique=index.unique,
+                    method=index.method,
+                    live=live,
+                )
+            )
+    return tuple(reports)
+
+
+def find_problems(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> list[Finding]:
+    """E001-E005: declared tenant indexes against one database's snapshot.
+
+    Args:
+        tables: the declared tenant tables for the snapshot's alias.
+        snapshot: the live catalog of that alias.
+
+    Returns:
+        The findings, table by table in declaration order.
+    """
+    alias = snapshot.alias
+    findings: list[Finding] = []
+    for table in tables:
+        live_table = snapshot.table(table.schema, table.table)
+        schema = table.schema or snapshot.current_schema
+        label = f"{schema}.{table.table}" if schema else table.table
+        if live_table is None:
+            findings.append(
+                Finding(
+                    id=E_MISSING_TABLE,
+                    level=Level.ERROR,
+                    database=alias,
+                    schema=schema,
+                    table=table.table,
+                    index=None,
+                    message=f"table {label} of {table.model} does not exist",
+                    hint=f"Apply the migrations: python manage.py migrate {table.app_label} "
+                    f"--database {alias}",
+                )
+            )
+            continue
+        for index in table.indexes:
+            finding = _index_finding(table, index, live_table, snapshot)
+            if finding is not None:
+                findings.append(finding)
+        tenant_leading = _tenant_leading_finding(table, live_table, snapshot)
+        if tenant_leading is not None:
+            findings.append(tenant_leading)
+    return findings
+
+
+def _index_finding(
+    table: TenantTable, index: DeclaredIndex, live_table: CatalogTable, snapshot: CatalogSnapshot
+) -> Finding | None:
+    alias = snapshot.alias
+    qualified = f"{live_table.schema}.{index.name}"
+    live = snapshot.index(live_table.schema, index.name)
+    common: FindingSubject = {
+        "database": alias,
+        "schema": live_table.schema,
+        "table": live_table.name,
+        "index": index.name,
+        "level": Level.ERROR,
+    }
+    if live is None:
+        return Finding(
+            id=E_MISSING,
+            message=f"index {index.name} ({columns_text(index.columns)}) declared by "
+            f"{table.model} does not exist on {live_table.schema}.{live_table.name}",
+            hint=f"Create it concurrently: python manage.py repair_tenant_indexes "
+            f"--database {alias} (--dry-run prints the SQL), or python manage.py migrate "
+            f"{table.app_label} --database {alias} if its migration is not applied",
+            **common,
+        )
+    if live.building:
+        return None
+    if not live.valid:
+        return Finding(
+            id=E_INVALID,
+            message=f"index {index.name} on {live_table.schema}.{live_table.name} is INVALID "
+            "(a failed or cancelled concurrent build); the planner ignores it"
+            + (", yet every write still maintains it" if live.ready else ""),
+            hint=f"Rebuild it: python manage.py repair_tenant_indexes --database {alias}, or "
+            f"DROP INDEX CONCURRENTLY {qualified}; then recreate it "
+            "(fix duplicate rows first if it is unique)",
+            **common,
+        )
+    normalised = snapshot.normalised_definition(live.schema, live.name)
+    differences = definition_differences(index, live, live_table, normalised)
+    if differences:
+        return Finding(
+            id=E_DRIFT,
+            message=f"index {index.name} differs from its declaration in {table.model}: "
+            + "; ".join(differences),
+            hint=f"Rebuild it from the declaration: DROP INDEX CONCURRENTLY {qualified}; then "
+            f"python manage.py repair_tenant_indexes --database {alias}. Live definition: "
+            f"{live.definition}",
+            **common,
+        )
+    return None
+
+
+def _tenant_leading_finding(
+    table: TenantTable, live_table: CatalogTable, snapshot: CatalogSnapshot
+) -> Finding | None:
+    live_indexes = snapshot.indexes_of(live_table)
+
+    def leads(ix: CatalogIndex) -> bool:
+        # A partial index does not serve every tenant query, so it does not count.
+        return bool(ix.columns) and ix.columns[0] == table.tenant_column and not ix.predicate
+
+    if any(leads(ix) and ix.usable for ix in live_indexes):
+        return None
+    if any(leads(ix) and ix.building for ix in live_indexes):
+        return None  # one is being built right now: reported as "building", not a failure
+    declared = [ix.name for ix in table.indexes if ix.leads_with == table.tenant_column]
+    hint = (
+        f"Create the declared {', '.join(declared)}: python manage.py repair_tenant_indexes "
+        f"--database {snapshot.alias}"
+        if declared
+        else f"Declare one in {table.model}.Meta.indexes, e.g. TenantIndex(fields=[...]), then "
+        "makemigrations and migrate"
+    )
+    return Finding(
+        id=E_NO_TENANT_LEADING,
+        level=Level.ERROR,
+        database=snapshot.alias,
+        schema=live_table.schema,
+        table=live_table.name,
+        index=None,
+        message=f"table {live_table.schema}.{live_table.name} has no valid index whose first "
+        f"column is {table.tenant_column}: every tenant query reads the whole table",
+        hint=hint,
+    )
