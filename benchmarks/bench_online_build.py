@@ -118,7 +118,7 @@ class Writer(threading.Thread):
 def build_once(way: str) -> dict[str, float]:
     from django.db import connection
 
-    from tenant_indexes.models import Ticket
+    from tenant_indexes.helpdesk.models import Ticket
     from tenant_indexes.operations import build_index_concurrently
 
     (index,) = [ix for ix in Ticket._meta.indexes if ix.name == INDEX_NAME]

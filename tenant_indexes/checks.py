@@ -31,7 +31,7 @@ from .findings import (
 
 # Ids of the static check (README "Finding ids").
 
-OWN_APP_LABEL = "tenant_indexes"
+HELPDESK_APP_LABEL = "tenant_indexes_helpdesk"
 POSTGRES_NAME_LIMIT = 63  # NAMEDATALEN - 1
 PORTABLE_NAME_LIMIT = 30  # Oracle's limit, which Django's models.E034 enforces
 
@@ -87,7 +87,7 @@ def declaration_messages(model: Any, table: TenantTable | None = None) -> list[A
                     id=E_NAME_TOO_LONG,
                 )
             )
-        elif len(name) > PORTABLE_NAME_LIMIT and table.app_label != OWN_APP_LABEL:
+        elif len(name) > PORTABLE_NAME_LIMIT and table.app_label != HELPDESK_APP_LABEL:
             # The seed's names (idx_integration_credentials_tenant_id, 37) are the app's
             # public contract: users cannot rename them, so telling them on every
             # manage.py command would be noise. The README says they are not Oracle-safe.

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import models
 
-DEFAULT_TENANT_MODEL = "tenant_indexes.Tenant"
+DEFAULT_TENANT_MODEL = "tenant_indexes_helpdesk.Tenant"
 
 
 class TenantForeignKey(models.ForeignKey):

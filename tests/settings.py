@@ -18,6 +18,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "tenant_indexes",
+    "tenant_indexes.helpdesk",
     "tests.testapp",
     # issue #7: the fail-closed scoping scenario and the demo data generator.
     "tests.scopingapp",

@@ -9,7 +9,7 @@ from django.db import connection, models
 from django.db.migrations.writer import MigrationWriter
 
 from tenant_indexes import TenantForeignKey, TenantIndex, TenantNotSetError
-from tenant_indexes.models import Customer, Tenant
+from tenant_indexes.helpdesk.models import Customer, Tenant
 from tests.support.pg import index_columns_by_table
 from tests.testapp.models import Invoice, Order, Shipment
 
@@ -68,7 +68,7 @@ def test_tenant_index__generated_names_are_valid_and_short() -> None:
 
 def test_tenant_index__explicit_names_may_reach_postgresql_limit() -> None:
     """The seed's 37-character name passes Django's model checks (E034 is for Oracle's 30)."""
-    from tenant_indexes.models import IntegrationCredential
+    from tenant_indexes.helpdesk.models import IntegrationCredential
 
     errors = [e for e in IntegrationCredential.check() if e.id == "models.E034"]
     assert errors == []

@@ -76,14 +76,14 @@ def test_migrate__runs_on_a_supported_postgresql() -> None:
 @pytest.mark.django_db
 def test_makemigrations__check_reports_no_changes() -> None:
     out = StringIO()
-    call_command("makemigrations", "tenant_indexes", "--check", "--dry-run", stdout=out)
+    call_command("makemigrations", "tenant_indexes_helpdesk", "--check", "--dry-run", stdout=out)
     assert "No changes detected" in out.getvalue()
 
 
 @pytest.mark.django_db
 def test_sqlmigrate__0002_builds_every_index_concurrently() -> None:
     out = StringIO()
-    call_command("sqlmigrate", "tenant_indexes", "0002", stdout=out)
+    call_command("sqlmigrate", "tenant_indexes_helpdesk", "0002", stdout=out)
     statements = [line for line in out.getvalue().splitlines() if line.startswith("CREATE")]
     assert len(statements) == 11
     assert all(s.startswith("CREATE INDEX CONCURRENTLY ") for s in statements), statements
@@ -94,7 +94,7 @@ def test_sqlmigrate__0002_builds_every_index_concurrently() -> None:
 @pytest.mark.django_db
 def test_sqlmigrate__0001_creates_no_tenant_index() -> None:
     out = StringIO()
-    call_command("sqlmigrate", "tenant_indexes", "0001", stdout=out)
+    call_command("sqlmigrate", "tenant_indexes_helpdesk", "0001", stdout=out)
     sql = out.getvalue()
     for name in SEED_INDEXES:
         assert name not in sql
@@ -108,10 +108,10 @@ def test_migrate__to_zero_and_back_again() -> None:
     """The concurrent operation reverses (DROP INDEX CONCURRENTLY) and re-applies."""
     tables = sorted(EXPECTED_COLUMNS)
     try:
-        call_command("migrate", "tenant_indexes", "0001", verbosity=0)
+        call_command("migrate", "tenant_indexes_helpdesk", "0001", verbosity=0)
         after_0001 = index_columns_by_table(tables)
         assert not any(name in after_0001[t] for name, (t, _) in SEED_INDEXES.items())
-        call_command("migrate", "tenant_indexes", "zero", verbosity=0)
+        call_command("migrate", "tenant_indexes_helpdesk", "zero", verbosity=0)
         with connection.cursor() as cursor:
             cursor.execute("SELECT to_regclass('public.tickets')")
             assert cursor.fetchone()[0] is None

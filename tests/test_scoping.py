@@ -27,7 +27,7 @@ from tenant_indexes import (
     get_current_tenant_id,
     tenant_context,
 )
-from tenant_indexes.models import Tenant
+from tenant_indexes.helpdesk.models import Tenant
 from tests.scopingapp.models import Comment, Label, Project, Task
 
 
