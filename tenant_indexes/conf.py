@@ -14,7 +14,11 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 DEFAULTS: dict[str, Any] = {
-    # Column that identifies the tenant in every tenant-scoped table.
+    # The tenant model, as "app_label.ModelName". None: the help desk's Tenant when
+    # tenant_indexes.helpdesk is installed, else no default (a TenantForeignKey() without
+    # ``to`` is then reported as tenant_indexes.E010).
+    "TENANT_MODEL": None,
+    # Column that identifies the tenant in a tenant-scoped table without a TenantForeignKey.
     "TENANT_COLUMN": "tenant_id",
     # --- tenant_index_stats (usage.py); documented in README "Usage statistics" ---
     # W001: an index scanned at most this many times on every alias is unused.
@@ -117,7 +121,22 @@ def get_config() -> dict[str, Any]:
             raise TenantIndexesConfigError(
                 f"TENANT_INDEXES[{key!r}] must be {names}, not {value!r}."
             )
+    model = user.get("TENANT_MODEL")
+    if model is not None and not _is_model_label(model):
+        raise TenantIndexesConfigError(
+            "TENANT_INDEXES['TENANT_MODEL'] must be a model label like "
+            f"'accounts.Organization', not {model!r}."
+        )
     return {**DEFAULTS, **user}
+
+
+def _is_model_label(value: Any) -> bool:
+    """Whether ``value`` reads as ``"app_label.ModelName"`` (checked against the registry
+    later: the setting is read while the models load)."""
+    if not isinstance(value, str):
+        return False
+    app_label, dot, model_name = value.partition(".")
+    return bool(dot) and app_label.isidentifier() and model_name.isidentifier()
 
 
 def _accepted_types(default: Any) -> tuple[type, ...]:
