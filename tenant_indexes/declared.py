@@ -5,9 +5,10 @@ system check, at import of a management command, or before the database exists.
 
 A model is tenant-scoped when it has a :class:`~tenant_indexes.TenantForeignKey` (whatever
 the field is called) or a concrete column named like ``TENANT_INDEXES["TENANT_COLUMN"]``
-(default ``tenant_id``); :mod:`tenant_indexes.tenancy` finds it. Its tenant indexes are the declared indexes whose columns include
-the tenant column: ``Meta.indexes``, ``Meta.constraints`` that are backed by a unique index,
-and the implicit index of a tenant field with ``db_index=True``.
+(default ``tenant_id``); :mod:`tenant_indexes.tenancy` finds it. Its tenant indexes are the
+declared indexes whose columns include the tenant column: ``Meta.indexes``,
+``Meta.constraints`` that are backed by a unique index, and the implicit index of a tenant
+field with ``db_index=True``.
 """
 
 from __future__ import annotations

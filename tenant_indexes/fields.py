@@ -65,7 +65,7 @@ class TenantForeignKey(models.ForeignKey):
                 )
             ]
         # RelatedField's private check, absent from django-stubs.
-        return super()._check_relation_model_exists()  # type: ignore[misc, no-any-return]
+        return super()._check_relation_model_exists()  # type: ignore[misc]
 
 
 def _default_tenant_model() -> str:

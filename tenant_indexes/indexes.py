@@ -72,7 +72,7 @@ class TenantIndex(models.Index):
         stand_in = [tenant_field or FALLBACK_TENANT_FIELD] if tenant_only else fields
         super().__init__(*expressions, fields=stand_in, **kwargs)
         self._declared_fields: list[str] = list(fields)
-        self._declared_expressions: tuple[Any, ...] = self.expressions
+        self._declared_expressions: tuple[Any, ...] = tuple(self.expressions)
         self._explicit_tenant_field = tenant_field
         # The tenant field's name: provisionally "tenant" until the index meets its model.
         self.tenant_field: str = tenant_field or FALLBACK_TENANT_FIELD
@@ -92,8 +92,7 @@ class TenantIndex(models.Index):
         rest = [f for f in self._declared_fields if f != tenant_field]
         self.fields = [tenant_field, *rest]
         self.fields_orders = [
-            (name.removeprefix("-"), "DESC" if name.startswith("-") else "")
-            for name in self.fields
+            (name.removeprefix("-"), "DESC" if name.startswith("-") else "") for name in self.fields
         ]
 
     def resolve_tenant_field(self, model: Any) -> None:
@@ -124,7 +123,9 @@ class TenantIndex(models.Index):
         return path, self._declared_expressions, kwargs
 
     def __repr__(self) -> str:
-        keys = f"expressions={self.expressions!r}" if self.expressions else f"fields={self.fields!r}"
+        keys = (
+            f"expressions={self.expressions!r}" if self.expressions else f"fields={self.fields!r}"
+        )
         return f"<TenantIndex: {keys} name={self.name!r}>"
 
 

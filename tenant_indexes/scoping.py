@@ -144,7 +144,9 @@ def _tenant_names(model: Any) -> tuple[str, str]:
     """
     field = tenant_field_of(model)
     if field is None:
-        raise TenantNotSetError(f"{model.__name__} has no tenant field: give it a TenantForeignKey.")
+        raise TenantNotSetError(
+            f"{model.__name__} has no tenant field: give it a TenantForeignKey."
+        )
     return field.name, field.attname
 
 

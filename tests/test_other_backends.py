@@ -43,7 +43,9 @@ def _assert_ok(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_sqlmigrate__sqlite_uses_plain_create_index(tmp_path: Path) -> None:
-    result = manage(f"sqlite:///{tmp_path / 'db.sqlite3'}", "sqlmigrate", "tenant_indexes_helpdesk", "0002")
+    result = manage(
+        f"sqlite:///{tmp_path / 'db.sqlite3'}", "sqlmigrate", "tenant_indexes_helpdesk", "0002"
+    )
     _assert_ok(result)
     creates = [line for line in result.stdout.splitlines() if line.startswith("CREATE")]
     assert len(creates) == 11

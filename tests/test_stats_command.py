@@ -57,7 +57,9 @@ def test_stats__json_has_the_documented_shape_and_the_seed_redundancy() -> None:
 @pytest.mark.django_db
 def test_stats__acknowledged_redundancy_keeps_the_check_green() -> None:
     with override_settings(TENANT_INDEXES={"ACKNOWLEDGED_REDUNDANT": list(SEED_REDUNDANT)}):
-        code, doc = _json("--database", "default", "--fail-level", "warning", "tenant_indexes_helpdesk")
+        code, doc = _json(
+            "--database", "default", "--fail-level", "warning", "tenant_indexes_helpdesk"
+        )
     assert [f["id"] for f in doc["findings"]] == []
     assert (code, doc["status"]) == (0, "ok")
     acknowledged = {ix["name"] for ix in doc["indexes"] if ix["redundancy_acknowledged"]}
