@@ -110,9 +110,9 @@ def declaration_messages(model: Any, table: TenantTable | None = None) -> list[A
                 )
             )
         elif len(name) > PORTABLE_NAME_LIMIT and table.app_label != HELPDESK_APP_LABEL:
-            # The seed's names (idx_integration_credentials_tenant_id, 37) are the app's
+            # The help desk's names (idx_integration_credentials_tenant_id, 37) are its
             # public contract: users cannot rename them, so telling them on every
-            # manage.py command would be noise. The README says they are not Oracle-safe.
+            # manage.py command would be noise. The docs say they are not Oracle-safe.
             messages.append(
                 checks.Info(
                     f"Index name {name!r} has {len(name)} characters: fine on PostgreSQL, "

@@ -109,6 +109,14 @@ class TenantIndex(models.Index):
         self.resolve_tenant_field(model)
         return super().create_sql(model, schema_editor, using=using, **kwargs)
 
+    def clone(self) -> TenantIndex:
+        # A model's state (makemigrations) is built from clones: keep the resolved lead, so
+        # that the operations describe the index by its real keys.
+        _path, args, kwargs = self.deconstruct()
+        clone = type(self)(*args, **kwargs)
+        clone._lead_with(self.tenant_field)
+        return clone
+
     def deconstruct(self) -> tuple[str, Sequence[Any], dict[str, Any]]:
         # The tenant field is never written out: it is found on the model again, so a
         # migration stays right when the field is renamed. ``tenant_field`` only when given.

@@ -12,11 +12,16 @@ from .querysets import TenantManager
 class TenantModel(models.Model):
     """Abstract base for users' tenant-scoped models.
 
-    Gives the model a ``tenant`` foreign key, a ``for_tenant()`` manager and a
-    ``(tenant_id)`` :class:`TenantIndex` with a generated name. A subclass that declares its
-    own ``Meta`` should inherit this one (``class Meta(TenantModel.Meta)``); replacing
-    ``indexes`` is fine as long as one of them leads with the tenant (any ``TenantIndex``
-    does), and the system checks say so when none does.
+    Gives the model a ``tenant`` foreign key to the tenant model
+    (``TENANT_INDEXES["TENANT_MODEL"]``), a ``for_tenant()`` manager and a tenant-only
+    :class:`TenantIndex` with a generated name. A project that calls its tenant field
+    otherwise replaces the inherited one (``tenant = None`` and
+    ``organization = TenantForeignKey()``); the index and the manager find it.
+
+    A subclass that declares its own ``Meta`` should inherit this one
+    (``class Meta(TenantModel.Meta)``); replacing ``indexes`` is fine as long as one of
+    them leads with the tenant (any ``TenantIndex`` does), and the system checks say so
+    when none does.
     """
 
     tenant = TenantForeignKey()

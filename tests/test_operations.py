@@ -26,8 +26,8 @@ from tenant_indexes.operations import (
     ensure_concurrent_builds_supported,
     progress_reporter,
 )
+from tests.support.helpdesk import EXPECTED_COLUMNS, SEED_INDEXES
 from tests.support.pg import index_columns_by_table, invalid_indexes
-from tests.test_migrations import EXPECTED_COLUMNS, SEED_INDEXES
 
 # SEED.md, "Option 2: Manual SQL Migration", verbatim.
 SEED_OPTION_2_SQL = """

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_migrations import SEED_INDEXES
+from tests.support.helpdesk import SEED_INDEXES
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
 
 
