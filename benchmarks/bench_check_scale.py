@@ -63,7 +63,7 @@ def setup_schemas(schemas: list[str]) -> None:
     from django.db import connection
 
     call_command("migrate", verbosity=0)
-    models = list(apps.get_app_config("tenant_indexes").get_models())
+    models = list(apps.get_app_config("tenant_indexes_helpdesk").get_models())
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", [SCHEMA_PREFIX + "%"]

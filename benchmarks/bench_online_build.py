@@ -6,7 +6,7 @@ one per transaction, as an application would:
 
 * **plain**: ``CREATE INDEX`` (what a migration without ``AddIndexConcurrently`` runs): it
   holds a SHARE lock, so every insert waits until the build ends;
-* **concurrent**: ``tenant_indexes.operations.build_index_concurrently()``, the retry-safe
+* **concurrent**: ``tenant_indexes.build.build_index_concurrently()``, the retry-safe
   ``CREATE INDEX CONCURRENTLY`` that ``migrate`` runs for the seed indexes.
 
 Prints, for each way, the build's wall time, the writer's longest stall, its median and p99
@@ -118,8 +118,8 @@ class Writer(threading.Thread):
 def build_once(way: str) -> dict[str, float]:
     from django.db import connection
 
-    from tenant_indexes.models import Ticket
-    from tenant_indexes.operations import build_index_concurrently
+    from tenant_indexes.build import build_index_concurrently
+    from tenant_indexes.helpdesk.models import Ticket
 
     (index,) = [ix for ix in Ticket._meta.indexes if ix.name == INDEX_NAME]
     with connection.cursor() as cursor:
@@ -177,7 +177,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    call_command("migrate", "tenant_indexes", verbosity=0)
+    call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
     load_rows(args.rows, args.tenants)
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")

@@ -35,7 +35,7 @@ def ensure_database(url: str) -> str:
         with psycopg.connect(dbname=name, **params):
             return f"database {name!r} exists"
     except psycopg.OperationalError as error:
-        if 'does not exist' not in str(error):
+        if "does not exist" not in str(error):
             raise
     with psycopg.connect(dbname="postgres", autocommit=True, **params) as maintenance:
         maintenance.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -49,7 +49,9 @@ def main() -> int:
     try:
         print(ensure_database(url))
     except Exception as error:  # one line, never a traceback: this is the demo's first step
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
         print(f"DATABASE_URL is not usable: {first_line}", file=sys.stderr)
         return 2
     return 0

@@ -18,6 +18,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "tenant_indexes",
+    "tenant_indexes.helpdesk",
     "demo_project.demo",
     "django_extensions",
 ]

@@ -18,20 +18,20 @@ from django.db import connections
 
 from .conf import get_config
 from .declared import TenantTable, declared_tenant_tables, tenant_table_for_model
-from .exceptions import TenantIndexesConfigError
+from .exceptions import TenantIndexesConfigError, TenantModelNotConfigured
 from .fields import TenantForeignKey
 from .findings import (
     E_BAD_SETTING,
     E_NAME_TOO_LONG,
     E_NO_TENANT_INDEX_DECLARED,
+    E_NO_TENANT_MODEL,
     E_NOT_CHECKED,
     I_NAME_OVER_30,
     W_IMPLICIT_FK_INDEX_DUPLICATE,
 )
+from .tenancy import get_tenant_model
 
-# Ids of the static check (README "Finding ids").
-
-OWN_APP_LABEL = "tenant_indexes"
+HELPDESK_APP_LABEL = "tenant_indexes_helpdesk"
 POSTGRES_NAME_LIMIT = 63  # NAMEDATALEN - 1
 PORTABLE_NAME_LIMIT = 30  # Oracle's limit, which Django's models.E034 enforces
 
@@ -52,10 +52,32 @@ def check_tenant_index_declarations(app_configs: Any = None, **kwargs: Any) -> l
                 id=E_BAD_SETTING,
             )
         ]
-    messages: list[Any] = []
+    messages: list[Any] = _tenant_model_messages()
     for table in declared_tenant_tables(None, _app_labels(app_configs)):
         messages.extend(declaration_messages(apps.get_model(table.model), table))
     return messages
+
+
+def _tenant_model_messages() -> list[Any]:
+    """E010 when ``TENANT_MODEL`` names a model that is not installed.
+
+    No tenant model at all is fine until a ``TenantForeignKey()`` needs one; that field's
+    own check reports it.
+    """
+    if get_config()["TENANT_MODEL"] is None:
+        return []
+    try:
+        get_tenant_model()
+    except TenantModelNotConfigured as e:
+        return [
+            checks.Error(
+                str(e),
+                hint="Name an installed model as 'app_label.ModelName', or add its app to "
+                "INSTALLED_APPS.",
+                id=E_NO_TENANT_MODEL,
+            )
+        ]
+    return []
 
 
 def declaration_messages(model: Any, table: TenantTable | None = None) -> list[Any]:
@@ -87,10 +109,10 @@ def declaration_messages(model: Any, table: TenantTable | None = None) -> list[A
                     id=E_NAME_TOO_LONG,
                 )
             )
-        elif len(name) > PORTABLE_NAME_LIMIT and table.app_label != OWN_APP_LABEL:
-            # The seed's names (idx_integration_credentials_tenant_id, 37) are the app's
+        elif len(name) > PORTABLE_NAME_LIMIT and table.app_label != HELPDESK_APP_LABEL:
+            # The help desk's names (idx_integration_credentials_tenant_id, 37) are its
             # public contract: users cannot rename them, so telling them on every
-            # manage.py command would be noise. The README says they are not Oracle-safe.
+            # manage.py command would be noise. The docs say they are not Oracle-safe.
             messages.append(
                 checks.Info(
                     f"Index name {name!r} has {len(name)} characters: fine on PostgreSQL, "

@@ -14,9 +14,13 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 DEFAULTS: dict[str, Any] = {
-    # Column that identifies the tenant in every tenant-scoped table.
+    # The tenant model, as "app_label.ModelName". None: the help desk's Tenant when
+    # tenant_indexes.helpdesk is installed, else no default (a TenantForeignKey() without
+    # ``to`` is then reported as tenant_indexes.E010).
+    "TENANT_MODEL": None,
+    # Column that identifies the tenant in a tenant-scoped table without a TenantForeignKey.
     "TENANT_COLUMN": "tenant_id",
-    # --- tenant_index_stats (usage.py); documented in README "Usage statistics" ---
+    # Usage statistics (tenant_index_stats, usage.py).
     # W001: an index scanned at most this many times on every alias is unused.
     "UNUSED_MAX_SCANS": 0,
     # No W001 while any alias's statistics are younger than this (days, may be fractional).
@@ -34,8 +38,7 @@ DEFAULTS: dict[str, Any] = {
     # default: a readiness probe answers "are the indexes there and valid"; usage is
     # tenant_index_stats' question, and W001 costs two more statements per alias.
     "CHECK_INCLUDES_USAGE": False,
-    # --- end tenant_index_stats ---
-    # --- check_tenant_indexes (issue #3) ---
+    # The live check (check_tenant_indexes, the database system check).
     # Bounds for the one read-only catalog pass per database, in milliseconds: a readiness
     # probe must answer, not hang behind a lock or a slow catalog.
     "CHECK_STATEMENT_TIMEOUT_MS": 5000,
@@ -46,8 +49,7 @@ DEFAULTS: dict[str, Any] = {
     # Schemas that each hold a copy of the tenant tables (schema-per-shard layouts). Empty:
     # the tables are looked up on the connection's search_path.
     "CHECK_SCHEMAS": [],
-    # --- end check_tenant_indexes ---
-    # --- Health-check view and django-health-check backend (views.py) ------------------
+    # The health-check view and the django-health-check backend (views.py).
     # Database aliases and app labels the probe checks; None means what
     # check_tenant_indexes checks without --database.
     "HEALTH_DATABASES": None,
@@ -67,8 +69,7 @@ DEFAULTS: dict[str, Any] = {
     # Wall-clock bound of one pass: past it the probe answers 503 "unknown" and the
     # worker is free; the pass's own thread ends at its connect/statement timeout.
     "HEALTH_TIMEOUT": 5,
-    # --- end of the health-check block ---------------------------------------------------
-    # --- Safe online index builds (operations.py, repair_tenant_indexes) ---------------
+    # Safe online index builds (operations.py, repair_tenant_indexes).
     # lock_timeout of the build session: no lock wait of the build lasts longer.
     "BUILD_LOCK_TIMEOUT": "5s",
     # How often a build that gave up on a lock wait is tried again, and the first pause
@@ -87,8 +88,7 @@ DEFAULTS: dict[str, Any] = {
     # PostgreSQL 14.0-14.3 can corrupt indexes built concurrently; builds are refused there
     # unless this is True (upgrade to 14.4+ instead, then REINDEX what was built).
     "ALLOW_CONCURRENT_BUILDS_ON_PG14_BEFORE_14_4": False,
-    # --- end safe online index builds -----------------------------------------------------
-    # --- Fail-closed tenant scoping (issue #7, scoping.py) ---
+    # Fail-closed tenant scoping (scoping.py).
     # Dotted path of ``f(request) -> tenant | None`` used by TenantScopeMiddleware.
     "TENANT_RESOLVER": "tenant_indexes.scoping.tenant_from_request",
 }
@@ -117,7 +117,22 @@ def get_config() -> dict[str, Any]:
             raise TenantIndexesConfigError(
                 f"TENANT_INDEXES[{key!r}] must be {names}, not {value!r}."
             )
+    model = user.get("TENANT_MODEL")
+    if model is not None and not _is_model_label(model):
+        raise TenantIndexesConfigError(
+            "TENANT_INDEXES['TENANT_MODEL'] must be a model label like "
+            f"'accounts.Organization', not {model!r}."
+        )
     return {**DEFAULTS, **user}
+
+
+def _is_model_label(value: Any) -> bool:
+    """Whether ``value`` reads as ``"app_label.ModelName"`` (checked against the registry
+    later: the setting is read while the models load)."""
+    if not isinstance(value, str):
+        return False
+    app_label, dot, model_name = value.partition(".")
+    return bool(dot) and app_label.isidentifier() and model_name.isidentifier()
 
 
 def _accepted_types(default: Any) -> tuple[type, ...]:

@@ -5,9 +5,10 @@ system check, at import of a management command, or before the database exists.
 
 A model is tenant-scoped when it has a :class:`~tenant_indexes.TenantForeignKey` (whatever
 the field is called) or a concrete column named like ``TENANT_INDEXES["TENANT_COLUMN"]``
-(default ``tenant_id``). Its tenant indexes are the declared indexes whose columns include
-the tenant column: ``Meta.indexes``, ``Meta.constraints`` that are backed by a unique index,
-and the implicit index of a tenant field with ``db_index=True``.
+(default ``tenant_id``); :mod:`tenant_indexes.tenancy` finds it. Its tenant indexes are the
+declared indexes whose columns include the tenant column: ``Meta.indexes``,
+``Meta.constraints`` that are backed by a unique index, and the implicit index of a tenant
+field with ``db_index=True``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from django.db.models.expressions import OrderBy
 from django.db.models.functions import Collate
 
 from .conf import get_config
-from .fields import TenantForeignKey
+from .indexes import TenantIndex
+from .tenancy import tenant_column_of
 
 # Index classes name their access method in ``suffix`` (GinIndex.suffix == "gin"); the base
 # class says "idx" and builds a B-tree.
@@ -100,23 +102,6 @@ class TenantTable:
         return any(
             ix.leads_with == self.tenant_column and ix.condition is None for ix in self.indexes
         )
-
-
-def tenant_column_of(model: type[models.Model], tenant_column: str | None = None) -> str | None:
-    """The tenant column of a model's own table, or ``None`` when it is not tenant-scoped.
-
-    A :class:`~tenant_indexes.TenantForeignKey` wins (its column may be ``account_id``);
-    otherwise a concrete column named ``tenant_column`` (default: the configured one).
-    """
-    local = model._meta.local_concrete_fields
-    for f in local:
-        if isinstance(f, TenantForeignKey):
-            return f.column
-    wanted = tenant_column or get_config()["TENANT_COLUMN"]
-    for f in local:
-        if f.column == wanted:
-            return f.column
-    return None
 
 
 def declared_tenant_tables(
@@ -247,6 +232,9 @@ def declared_index(model: type[models.Model], index: models.Index, editor: Any) 
 
 
 def _from_index(model: type[models.Model], index: models.Index, editor: Any) -> DeclaredIndex:
+    if isinstance(index, TenantIndex):
+        # An operation's index has not met its (historical) model yet.
+        index.resolve_tenant_field(model)
     meta = model._meta
     key_expressions: tuple[str, ...] = ()
     if index.expressions:

@@ -72,3 +72,8 @@ class UnsafeServerVersionError(IndexBuildError):
 
 class TenantScopeError(TenantIndexesError):
     """A query or write would cross from the current tenant into another one."""
+
+
+class TenantModelNotConfigured(TenantIndexesError, ImproperlyConfigured):
+    """No tenant model is configured, or ``TENANT_INDEXES["TENANT_MODEL"]`` names a model that
+    is not installed (system check ``tenant_indexes.E010``)."""

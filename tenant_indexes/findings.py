@@ -45,6 +45,7 @@ E_NO_TENANT_INDEX_DECLARED = "tenant_indexes.E006"
 E_NAME_TOO_LONG = "tenant_indexes.E007"
 E_NOT_CHECKED = "tenant_indexes.E008"
 E_BAD_SETTING = "tenant_indexes.E009"
+E_NO_TENANT_MODEL = "tenant_indexes.E010"
 W_IMPLICIT_FK_INDEX_DUPLICATE = "tenant_indexes.W003"
 I_NAME_OVER_30 = "tenant_indexes.I001"
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -55,8 +54,8 @@ from django.utils.module_loading import import_string
 
 from .conf import get_config
 from .exceptions import TenantNotSetError, TenantScopeError
-from .fields import TenantForeignKey
 from .querysets import TenantQuerySet
+from .tenancy import tenant_field_of
 
 __all__ = [
     "TenantScopeMiddleware",
@@ -134,14 +133,21 @@ def all_tenants() -> Iterator[None]:
         _current_scope.reset(token)
 
 
-@functools.cache
-def _tenant_field_name(model: type[models.Model] | None) -> str:
-    # The field is found by type, so a tenant field named "account" works too.
-    if model is not None:
-        for field in model._meta.concrete_fields:
-            if isinstance(field, TenantForeignKey):
-                return field.name
-    return TenantQuerySet.tenant_field
+def _tenant_names(model: Any) -> tuple[str, str]:
+    """``(name, attname)`` of the model's tenant field (``("account", "account_id")``).
+
+    The field is found by :func:`~tenant_indexes.tenancy.tenant_field_of`, so a tenant
+    field named ``organization`` works too.
+
+    Raises:
+        TenantNotSetError: the model has no tenant field.
+    """
+    field = tenant_field_of(model)
+    if field is None:
+        raise TenantNotSetError(
+            f"{model.__name__} has no tenant field: give it a TenantForeignKey."
+        )
+    return field.name, field.attname
 
 
 class TenantScopedQuerySet(TenantQuerySet):
@@ -154,8 +160,6 @@ class TenantScopedQuerySet(TenantQuerySet):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Classes are hashable; mypy checks the model's instance __hash__ against Hashable.
-        self.tenant_field = _tenant_field_name(self.model)  # type: ignore[arg-type]
         self._scope_tenant_id: Any = _UNSCOPED
 
     def _clone(self) -> TenantScopedQuerySet:
@@ -177,7 +181,7 @@ class TenantScopedQuerySet(TenantQuerySet):
         # An object written through a scoped queryset belongs to the scope's tenant.
         if not self.is_tenant_scoped:
             return
-        attname = f"{self.tenant_field}_id"
+        attname = self.tenant_attname
         current = getattr(obj, attname)
         if current is None:
             setattr(obj, attname, self._scope_tenant_id)
@@ -189,11 +193,11 @@ class TenantScopedQuerySet(TenantQuerySet):
 
     def create(self, **kwargs: Any) -> Any:
         if self.is_tenant_scoped:
-            field = self.tenant_field
-            given = _tenant_pk(kwargs.get(field, kwargs.get(f"{field}_id")))
+            field, attname = _tenant_names(self.model)
+            given = _tenant_pk(kwargs.get(field, kwargs.get(attname)))
             if given is None:
                 kwargs.pop(field, None)
-                kwargs[f"{field}_id"] = self._scope_tenant_id
+                kwargs[attname] = self._scope_tenant_id
             elif str(given) != str(self._scope_tenant_id):
                 raise TenantScopeError(
                     f"Refusing to create a {self.model.__name__} of tenant {given} while "
@@ -244,7 +248,7 @@ class TenantScopedManager(models.Manager.from_queryset(TenantScopedQuerySet)):  
             )
         if scope.all_tenants:
             return qs
-        return qs.filter(**{f"{qs.tenant_field}_id": scope.tenant_id})._scoped_to(scope.tenant_id)
+        return qs.filter(**{qs.tenant_attname: scope.tenant_id})._scoped_to(scope.tenant_id)
 
     def unscoped(self) -> TenantScopedQuerySet:
         """Escape hatch: every tenant's rows, whatever the current tenant. Use sparingly."""
@@ -280,14 +284,14 @@ class TenantScopedManager(models.Manager.from_queryset(TenantScopedQuerySet)):  
         return self.get_queryset()
 
     def create(self, **kwargs: Any) -> Any:
-        field = _tenant_field_name(self.model)
-        tenant = kwargs.get(field, kwargs.get(f"{field}_id"))
+        field, attname = _tenant_names(self.model)
+        tenant = kwargs.get(field, kwargs.get(attname))
         return self._write_queryset(_tenant_pk(tenant)).create(**kwargs)
 
     def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> Any:
         objs = list(objs)
         if _current_scope.get() is None:
-            attname = f"{_tenant_field_name(self.model)}_id"
+            _, attname = _tenant_names(self.model)
             if any(getattr(obj, attname) is None for obj in objs):
                 raise TenantNotSetError(
                     f"bulk_create() of {self.model.__name__} without a current tenant needs "

@@ -18,9 +18,11 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "tenant_indexes",
+    "tenant_indexes.helpdesk",
     "tests.testapp",
-    # issue #7: the fail-closed scoping scenario and the demo data generator.
+    # The fail-closed scoping scenario, tenant models with int and UUID keys, the demo.
     "tests.scopingapp",
+    "tests.scenarios.tenant_pk_types",
     "demo_project.demo",
 ]
 
@@ -38,12 +40,9 @@ else:
         }
     }
 
-# --- check_tenant_indexes (issue #3) ---
 # A second, non-PostgreSQL alias: check_tenant_indexes --database sqlite must say that a live
 # check needs PostgreSQL (exit 2). Nothing connects to it unless a test asks for it.
 DATABASES["sqlite"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
-# --- end check_tenant_indexes ---
 
-# --- Health-check surfaces (tests/test_views.py, tests/test_health_check_backend.py) --------
+# The health-check surfaces (tests/test_views.py, tests/test_health_check_backend.py).
 ROOT_URLCONF = "tests.urls"
-# --- end of the health-check block ----------------------------------------------------------

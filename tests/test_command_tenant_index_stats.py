@@ -34,7 +34,7 @@ def _json(*args: str) -> tuple[int, dict[str, Any]]:
 
 @pytest.mark.django_db
 def test_stats__json_has_the_documented_shape_and_the_seed_redundancy() -> None:
-    code, doc = _json("--database", "default", "tenant_indexes")
+    code, doc = _json("--database", "default", "tenant_indexes_helpdesk")
     assert code == 0  # W002 is a warning; the default fail level is error
     assert doc["status"] == "warning"
     assert {"status", "databases", "indexes", "findings", "tables", "statistics"} <= set(doc)
@@ -57,7 +57,9 @@ def test_stats__json_has_the_documented_shape_and_the_seed_redundancy() -> None:
 @pytest.mark.django_db
 def test_stats__acknowledged_redundancy_keeps_the_check_green() -> None:
     with override_settings(TENANT_INDEXES={"ACKNOWLEDGED_REDUNDANT": list(SEED_REDUNDANT)}):
-        code, doc = _json("--database", "default", "--fail-level", "warning", "tenant_indexes")
+        code, doc = _json(
+            "--database", "default", "--fail-level", "warning", "tenant_indexes_helpdesk"
+        )
     assert [f["id"] for f in doc["findings"]] == []
     assert (code, doc["status"]) == (0, "ok")
     acknowledged = {ix["name"] for ix in doc["indexes"] if ix["redundancy_acknowledged"]}
@@ -66,7 +68,7 @@ def test_stats__acknowledged_redundancy_keeps_the_check_green() -> None:
 
 @pytest.mark.django_db
 def test_stats__warnings_fail_at_fail_level_warning() -> None:
-    code, _ = _stats("--database", "default", "--fail-level", "warning", "tenant_indexes")
+    code, _ = _stats("--database", "default", "--fail-level", "warning", "tenant_indexes_helpdesk")
     assert code == 1
 
 
@@ -82,7 +84,7 @@ def test_stats__sort_by_size_and_by_scans() -> None:
 
 @pytest.mark.django_db
 def test_stats__text_and_prometheus_render() -> None:
-    code, text = _stats("--database", "default", "tenant_indexes")
+    code, text = _stats("--database", "default", "tenant_indexes_helpdesk")
     assert code == 0
     assert "idx_tickets_tenant_id" in text and "tenant_indexes.W002" in text
     assert "statistics of default" in text
@@ -127,7 +129,7 @@ def test_stats__explain_flags_a_large_table_without_a_tenant_index() -> None:
         cursor.execute("ANALYZE files")
         cursor.execute("ANALYZE users")
     with override_settings(TENANT_INDEXES={"SEQ_SCAN_MIN_ROWS": 1000}):
-        _, doc = _json("--database", "default", "--explain", "tenant_indexes")
+        _, doc = _json("--database", "default", "--explain", "tenant_indexes_helpdesk")
     tables = {t["table"]: t for t in doc["tables"]}
     with connection.cursor() as cursor:  # the EXPLAIN asked about a real tenant of the table
         cursor.execute(
@@ -192,7 +194,7 @@ def test_stats__explain_asks_about_a_typical_tenant_not_the_dominant_one() -> No
         cursor.execute("ANALYZE users")
         cursor.execute("SELECT tenant_id FROM users ORDER BY ctid LIMIT 1")
         assert cursor.fetchone()[0] == big  # a plain LIMIT 1 would have picked it
-    _, doc = _json("--database", "default", "--explain", "tenant_indexes")
+    _, doc = _json("--database", "default", "--explain", "tenant_indexes_helpdesk")
     users = {t["table"]: t for t in doc["tables"]}["users"]["explain"]
     assert users["tenant"] != str(big)
     assert users["uses_tenant_index"] is True

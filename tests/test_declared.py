@@ -26,7 +26,7 @@ class NoTestappRouter:
     """Keeps the test apps' models off every alias."""
 
     def allow_migrate(self, db, app_label, **hints):
-        return False if app_label in {"testapp", "scopingapp"} else None
+        return False if app_label in {"testapp", "scopingapp", "tenant_pk_types"} else None
 
 
 def _by_table(tables):
@@ -43,6 +43,8 @@ def test_declared__seed_and_test_app_tables_with_their_tenant_indexes() -> None:
         "scopingapp_label",
         "scopingapp_task",
         "scopingapp_comment",
+        "tenant_pk_types_board",
+        "tenant_pk_types_player",
     }
     # tenants itself is not tenant-scoped; messages keeps its ticket-leading index too.
     assert [ix.name for ix in tables["messages"].indexes] == [

@@ -16,7 +16,7 @@ from django.db import IntegrityError, connection
 
 from tenant_indexes.findings import IndexState
 from tenant_indexes.health import check_databases
-from tenant_indexes.models import Tenant, User
+from tenant_indexes.helpdesk.models import Tenant, User
 from tests.testapp.models import Order
 
 POLL_DEADLINE_S = 30.0
@@ -208,17 +208,17 @@ def test_check__concurrent_build_in_progress_is_building_not_a_failure() -> None
             return row[0] == 1
 
         _wait_for(build_registered, "the concurrent build to register its index")
-        report = check_databases(["default"], app_labels=["tenant_indexes"])
+        report = check_databases(["default"], app_labels=["tenant_indexes_helpdesk"])
         assert _states(report)[name] is IndexState.BUILDING
         assert _ids(report, "users") == []
         assert report.exit_code() == 0
         # Another role sees the build only with pg_read_all_stats (README, minimum grants);
         # without it the unfinished index is honestly INVALID.
         with _as_role("stats", "pg_read_all_stats"):
-            report = check_databases(["default"], app_labels=["tenant_indexes"])
+            report = check_databases(["default"], app_labels=["tenant_indexes_helpdesk"])
             assert _states(report)[name] is IndexState.BUILDING
         with _as_role("nostats"):
-            report = check_databases(["default"], app_labels=["tenant_indexes"])
+            report = check_databases(["default"], app_labels=["tenant_indexes_helpdesk"])
             assert _states(report)[name] is IndexState.INVALID
     finally:
         writer.rollback()
@@ -241,7 +241,7 @@ def test_check__works_as_a_role_that_is_not_a_superuser() -> None:
             assert cursor.fetchone() == (role, False)
             with pytest.raises(Exception, match="permission denied"):
                 cursor.execute("SELECT count(*) FROM customers")
-        report = check_databases(["default"], app_labels=["tenant_indexes"])
+        report = check_databases(["default"], app_labels=["tenant_indexes_helpdesk"])
         assert report.status == "ok", report.findings
         assert len(report.indexes) == 11  # the seed's
         assert all(ix.live is not None and ix.live.definition for ix in report.indexes)
@@ -251,7 +251,7 @@ def test_check__works_as_a_role_that_is_not_a_superuser() -> None:
 def test_check__check_schemas_looks_for_the_tables_in_every_schema() -> None:
     from django.test import override_settings
 
-    from tenant_indexes.models import File
+    from tenant_indexes.helpdesk.models import File
 
     with connection.schema_editor() as editor:
         editor.execute("CREATE SCHEMA ti_shard")
@@ -261,7 +261,7 @@ def test_check__check_schemas_looks_for_the_tables_in_every_schema() -> None:
     # After the block: the editor's deferred SQL (foreign keys) also runs in ti_shard.
     _run("SET LOCAL search_path TO DEFAULT")
     with override_settings(TENANT_INDEXES={"CHECK_SCHEMAS": ["public", "ti_shard"]}):
-        report = check_databases(["default"], app_labels=["tenant_indexes"])
+        report = check_databases(["default"], app_labels=["tenant_indexes_helpdesk"])
     shard_files = [ix for ix in report.indexes if ix.schema == "ti_shard" and ix.table == "files"]
     assert [(ix.name, ix.status) for ix in shard_files] == [("idx_files_tenant_id", IndexState.OK)]
     missing = {(f.schema, f.table) for f in report.findings if f.id == "tenant_indexes.E005"}

@@ -17,8 +17,8 @@ from tenant_indexes.exceptions import (
     IndexDefinitionMismatchError,
     LockWaitTimeoutError,
 )
+from tests.support.helpdesk import EXPECTED_COLUMNS, SEED_INDEXES
 from tests.support.pg import index_columns_by_table, invalid_indexes
-from tests.test_migrations import EXPECTED_COLUMNS, SEED_INDEXES
 
 # The hand-written SQL that the help-desk schema offers instead of its migration, verbatim.
 SEED_OPTION_2_SQL = """
@@ -44,7 +44,7 @@ FAST_GIVE_UP = {
 @contextmanager
 def seed_indexes_unapplied() -> Iterator[None]:
     """Migrate tenant_indexes back to 0001 (no seed index), and forward again at the end."""
-    call_command("migrate", "tenant_indexes", "0001", verbosity=0)
+    call_command("migrate", "tenant_indexes_helpdesk", "0001", verbosity=0)
     try:
         yield
     finally:
@@ -90,7 +90,7 @@ BUILD_QUERY_MARKERS = ("pg_index", "pg_stat", "advisory", "set_config", "current
 def test_sqlmigrate__prints_concurrently_and_runs_no_catalog_query() -> None:
     out = io.StringIO()
     with CaptureQueriesContext(connection) as queries:
-        call_command("sqlmigrate", "tenant_indexes", "0002", stdout=out)
+        call_command("sqlmigrate", "tenant_indexes_helpdesk", "0002", stdout=out)
     assert out.getvalue().count("CREATE INDEX CONCURRENTLY") == 11
     build_queries = [
         q["sql"]
@@ -105,7 +105,7 @@ def test_migrate__adopts_the_seed_manual_sql_indexes_without_duplicates() -> Non
     with seed_indexes_unapplied():
         run_sql(connection, SEED_OPTION_2_SQL)
         out = io.StringIO()
-        call_command("migrate", "tenant_indexes", stdout=out, verbosity=1)
+        call_command("migrate", "tenant_indexes_helpdesk", stdout=out, verbosity=1)
         text = out.getvalue()
         for name in OPTION_2_NAMES:
             assert f'adopted the existing valid index "{name}"' in text, text
@@ -115,7 +115,7 @@ def test_migrate__adopts_the_seed_manual_sql_indexes_without_duplicates() -> Non
             assert f'built index "{name}"' in text, text
         assert text.count("adopted") == 7
         all_seed_indexes_valid_and_unique()
-        assert recorded("tenant_indexes", "0002_tenant_indexes")
+        assert recorded("tenant_indexes_helpdesk", "0002_tenant_indexes")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -123,11 +123,11 @@ def test_migrate__valid_index_with_another_definition_stops_with_a_clear_error()
     with seed_indexes_unapplied():
         run_sql(connection, "CREATE INDEX idx_users_tenant_id ON users (email)")
         with pytest.raises(IndexDefinitionMismatchError) as raised:
-            call_command("migrate", "tenant_indexes", verbosity=0)
+            call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
         message = str(raised.value)
         assert '"idx_users_tenant_id" already exists and is valid' in message
         assert "(email)" in message and '"tenant_id"' in message
-        assert not recorded("tenant_indexes", "0002_tenant_indexes")
+        assert not recorded("tenant_indexes_helpdesk", "0002_tenant_indexes")
         # The wrong index is kept as it was, not replaced.
         assert index_columns_by_table(["users"])["users"]["idx_users_tenant_id"] == ("email",)
         run_sql(connection, "DROP INDEX idx_users_tenant_id")
@@ -152,7 +152,7 @@ def test_migrate__drops_invalid_index_and_ccnew_leftover_then_rebuilds() -> None
                 run_sql(connection, f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON users (tenant_id)")
         assert invalid_indexes() == ["idx_users_tenant_id", "idx_users_tenant_id_ccnew"]
         out = io.StringIO()
-        call_command("migrate", "tenant_indexes", stdout=out)
+        call_command("migrate", "tenant_indexes_helpdesk", stdout=out)
         assert 'dropping the INVALID index "idx_users_tenant_id"' in out.getvalue()
         assert 'dropping the INVALID index "idx_users_tenant_id_ccnew"' in out.getvalue()
         all_seed_indexes_valid_and_unique()
@@ -170,7 +170,7 @@ def test_migrate__old_snapshot_makes_build_give_up_naming_the_blocker_and_leave_
         try:
             with override_settings(TENANT_INDEXES=FAST_GIVE_UP):
                 with pytest.raises(LockWaitTimeoutError) as raised:
-                    call_command("migrate", "tenant_indexes", verbosity=0)
+                    call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
         finally:
             run_sql(blocker, "ROLLBACK")
         message = str(raised.value)
@@ -179,11 +179,11 @@ def test_migrate__old_snapshot_makes_build_give_up_naming_the_blocker_and_leave_
         assert "after 2 lock waits of 300ms" in message
         assert "Nothing was left behind" in message
         assert invalid_indexes() == []
-        assert not recorded("tenant_indexes", "0002_tenant_indexes")
+        assert not recorded("tenant_indexes_helpdesk", "0002_tenant_indexes")
         # The blocker has ended: the next run succeeds.
         with override_settings(TENANT_INDEXES=FAST_GIVE_UP):
-            call_command("migrate", "tenant_indexes", verbosity=0)
-        assert recorded("tenant_indexes", "0002_tenant_indexes")
+            call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
+        assert recorded("tenant_indexes_helpdesk", "0002_tenant_indexes")
     all_seed_indexes_valid_and_unique()
 
 
@@ -197,7 +197,7 @@ def test_migrate__open_writer_makes_build_give_up_and_next_run_heals() -> None:
         try:
             with override_settings(TENANT_INDEXES=FAST_GIVE_UP):
                 with pytest.raises(LockWaitTimeoutError) as raised:
-                    call_command("migrate", "tenant_indexes", verbosity=0)
+                    call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
         finally:
             run_sql(blocker, "ROLLBACK")
         message = str(raised.value)
@@ -205,9 +205,9 @@ def test_migrate__open_writer_makes_build_give_up_and_next_run_heals() -> None:
         assert 'INVALID index "idx_customers_tenant_id"' in message, message
         assert "the next run drops it" in message
         assert invalid_indexes() == ["idx_customers_tenant_id"]
-        assert not recorded("tenant_indexes", "0002_tenant_indexes")
+        assert not recorded("tenant_indexes_helpdesk", "0002_tenant_indexes")
         with override_settings(TENANT_INDEXES=FAST_GIVE_UP):
-            call_command("migrate", "tenant_indexes", verbosity=0)
+            call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
     all_seed_indexes_valid_and_unique()
 
 
@@ -218,7 +218,7 @@ def test_migrate__waits_for_another_builder_through_the_advisory_lock() -> None:
         buildcontrol.acquire_build_lock(builder, "public.idx_customers_tenant_id")
         with override_settings(TENANT_INDEXES=FAST_GIVE_UP):
             with pytest.raises(LockWaitTimeoutError) as raised:
-                call_command("migrate", "tenant_indexes", verbosity=0)
+                call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
         assert "another build of it holds the build lock" in str(raised.value)
         assert f"pid {builder_pid}" in str(raised.value)
         assert invalid_indexes() == []
@@ -232,13 +232,13 @@ def test_migrate__restores_session_settings_after_build_and_after_failure() -> N
         before = buildcontrol.session_settings(connection, ("lock_timeout", "statement_timeout"))
         run_sql(connection, "CREATE INDEX idx_users_tenant_id ON users (email)")
         with pytest.raises(IndexDefinitionMismatchError):
-            call_command("migrate", "tenant_indexes", verbosity=0)
+            call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
         assert (
             buildcontrol.session_settings(connection, ("lock_timeout", "statement_timeout"))
             == before
         )
         run_sql(connection, "DROP INDEX idx_users_tenant_id")
-        call_command("migrate", "tenant_indexes", verbosity=0)
+        call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
         assert (
             buildcontrol.session_settings(connection, ("lock_timeout", "statement_timeout"))
             == before

@@ -105,9 +105,9 @@ def test_migrate_output__ok_is_not_glued_to_the_last_build_line(settings: Any, m
         out = io.StringIO()
         config = {**getattr(settings, "TENANT_INDEXES", {}), "BUILD_PROGRESS": mode}
         with override_settings(TENANT_INDEXES=config):
-            call_command("migrate", "tenant_indexes", stdout=out, no_color=True)
+            call_command("migrate", "tenant_indexes_helpdesk", stdout=out, no_color=True)
     text = out.getvalue()
-    _, applying, rest = text.partition("Applying tenant_indexes.0002_tenant_indexes...")
+    _, applying, rest = text.partition("Applying tenant_indexes_helpdesk.0002_tenant_indexes...")
     assert applying, text
     ours, ok, _ = rest.partition(" OK")
     assert ok and 'built index "' in ours, text

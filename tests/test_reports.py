@@ -38,7 +38,7 @@ def report(*findings: Finding, databases=(PG,)) -> HealthReport:
                 columns=("tenant_id",),
                 status=IndexState.MISSING if findings else IndexState.OK,
                 model="tenant_indexes.File",
-                app_label="tenant_indexes",
+                app_label="tenant_indexes_helpdesk",
             ),
         ),
         findings=findings,

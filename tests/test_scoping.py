@@ -27,7 +27,7 @@ from tenant_indexes import (
     get_current_tenant_id,
     tenant_context,
 )
-from tenant_indexes.models import Tenant
+from tenant_indexes.helpdesk.models import Tenant
 from tests.scopingapp.models import Comment, Label, Project, Task
 
 
@@ -72,7 +72,7 @@ def migrated_world(transactional_db: None) -> World:
     return _populate()
 
 
-# --- No current tenant: every read path raises -----------------------------------------------
+# No current tenant: every read path raises.
 
 NO_TENANT_READS = {
     "all": lambda w: list(Project.objects.all()),
@@ -132,7 +132,7 @@ def test_no_tenant__update_and_delete_touched_nothing(world: World) -> None:
     assert Task.objects.unscoped().filter(done=False).count() == 4
 
 
-# --- Inside tenant A's scope: B's rows never come back ---------------------------------------
+# Inside tenant A's scope: B's rows never come back.
 
 
 def test_scope__filter_and_get_never_return_the_other_tenant(world: World) -> None:
@@ -257,7 +257,7 @@ def test_scope__sql_filters_on_the_tenant_column(world: World) -> None:
     assert '"scopingapp_comment"."account_id" = %s' in comment_sql
 
 
-# --- Escape hatches ---------------------------------------------------------------------------
+# Escape hatches.
 
 
 def test_unscoped__returns_every_tenant(world: World) -> None:
@@ -289,7 +289,7 @@ def test_for_tenant__without_a_current_tenant_is_the_explicit_form(world: World)
         Task.objects.for_tenant(None)
 
 
-# --- Django's internal paths keep working (and are documented as unguarded) ------------------
+# Django's internal paths keep working (and are documented as unguarded).
 
 
 def test_internals__cascade_delete_refresh_and_save_work_without_a_tenant(world: World) -> None:
@@ -312,7 +312,7 @@ def test_unguarded__base_manager_and_cursor_read_every_tenant(world: World) -> N
             assert cursor.fetchone()[0] == 4
 
 
-# --- The context variable: nesting, threads, asyncio -----------------------------------------
+# The context variable: nesting, threads, asyncio.
 
 
 def test_context__nests_and_restores() -> None:
@@ -387,7 +387,7 @@ def test_context__async_orm_queries_are_scoped_per_task(migrated_world: World) -
     assert asyncio.run(run()) == {"a": ["a-task", "a-task-2"], "b": ["b-task", "b-task-2"]}
 
 
-# --- Middleware -------------------------------------------------------------------------------
+# Middleware.
 
 
 def _titles_view(request: object) -> HttpResponse:

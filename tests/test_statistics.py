@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from tenant_indexes.models import Tenant, User
+from tenant_indexes.helpdesk.models import Tenant, User
 from tenant_indexes.statistics import ServerStats, usage_snapshot
 from tenant_indexes.usageanalysis import UnusedVerdict, UsageThresholds, analyse_usage, stats_age
 
@@ -220,12 +220,12 @@ def test_w010__sequential_scans_dominating_a_large_tenant_table() -> None:
 
     config = {"SEQ_SCAN_MIN_ROWS": 1000, "SEQ_SCAN_MIN_SCANS": 5, "SEQ_SCAN_MIN_SHARE": 0.5}
     with override_settings(TENANT_INDEXES=config):
-        report = collect_usage(["default"], ["tenant_indexes"])
+        report = collect_usage(["default"], ["tenant_indexes_helpdesk"])
     files = next(t for t in report.tables if t.table == "files")
     assert (files.seq_scan, files.idx_scan, files.n_live_tup) == (seq_scan, idx_scan, live)
     heavy = [f.table for f in report.findings if f.id == "tenant_indexes.W010"]
     assert heavy == ["files"]  # users etc.: too few rows; tenants is not tenant-scoped
 
     # Small tables are ignored: the same counters under the default 10,000-row floor.
-    report = collect_usage(["default"], ["tenant_indexes"])
+    report = collect_usage(["default"], ["tenant_indexes_helpdesk"])
     assert not [f for f in report.findings if f.id == "tenant_indexes.W010"]

@@ -17,7 +17,7 @@ def _ids(report, finding_id: str) -> set[str]:
 
 @pytest.mark.django_db
 def test_check__usage_findings_are_off_by_default() -> None:
-    report = check_databases(["default"], app_labels=["tenant_indexes"])
+    report = check_databases(["default"], app_labels=["tenant_indexes_helpdesk"])
     assert _ids(report, "tenant_indexes.W002") == set()
     assert _ids(report, "tenant_indexes.W001") == set()
 
@@ -30,7 +30,7 @@ def test_check__reports_the_seed_redundancy_and_unused_indexes_when_enabled() ->
         )
     config = {"CHECK_INCLUDES_USAGE": True, "STATS_MIN_AGE_DAYS": 0}
     with override_settings(TENANT_INDEXES=config):
-        report = check_databases(["default"], app_labels=["tenant_indexes"])
+        report = check_databases(["default"], app_labels=["tenant_indexes_helpdesk"])
     assert _ids(report, "tenant_indexes.W002") == SEED_REDUNDANT
     assert "idx_users_tenant_id" in _ids(report, "tenant_indexes.W001")
     # Never a unique or primary index, even with zero scans.
@@ -44,6 +44,6 @@ def test_check__young_statistics_give_no_w001_and_acknowledged_pairs_no_w002() -
         cursor.execute("SELECT pg_stat_reset()")
     config = {"CHECK_INCLUDES_USAGE": True, "ACKNOWLEDGED_REDUNDANT": sorted(SEED_REDUNDANT)}
     with override_settings(TENANT_INDEXES=config):
-        report = check_databases(["default"], app_labels=["tenant_indexes"])
+        report = check_databases(["default"], app_labels=["tenant_indexes_helpdesk"])
     assert report.findings == ()
     assert report.status == "ok"

@@ -26,7 +26,10 @@ DROPPED = "idx_tickets_tenant_status"
 REBUILD_SQL = f"CREATE INDEX IF NOT EXISTS {DROPPED} ON tickets (tenant_id, status)"
 # The seed app on the test database only: other tests migrate apps back and forth, and the
 # endpoint's behaviour, not the state they leave, is under test here.
-SEED_APP_ON_DEFAULT = {"HEALTH_DATABASES": ["default"], "HEALTH_APP_LABELS": ["tenant_indexes"]}
+SEED_APP_ON_DEFAULT = {
+    "HEALTH_DATABASES": ["default"],
+    "HEALTH_APP_LABELS": ["tenant_indexes_helpdesk"],
+}
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ concrete models, as ``tests/scopingapp`` does.
 """
 
 from tenant_indexes import TenantScopedManager
-from tenant_indexes.models import AuditLog, Customer, Message, Ticket
+from tenant_indexes.helpdesk.models import AuditLog, Customer, Message, Ticket
 
 
 class ScopedCustomer(Customer):

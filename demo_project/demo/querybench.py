@@ -21,7 +21,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
-from tenant_indexes.models import AuditLog, Customer, Message, Ticket
+from tenant_indexes.helpdesk.models import AuditLog, Customer, Message, Ticket
 
 SEED_TENANT_INDEXES = (
     "idx_customers_tenant_id",

@@ -12,7 +12,7 @@ from django.db.models import Count
 
 from demo_project.demo.datagen import DemoSize, seed_foreign_keys, table_checksums, zipf_counts
 from demo_project.demo.querybench import run_benchmark, scan_node, typical_queries
-from tenant_indexes.models import Customer, Tenant, Ticket
+from tenant_indexes.helpdesk.models import Customer, Tenant, Ticket
 
 SMALL = ["--tenants", "12", "--tickets", "3000"]
 

@@ -142,7 +142,7 @@ def test_stats_command__aggregates_primary_and_replica(
             try:
                 call_command(
                     "tenant_index_stats",
-                    "tenant_indexes",
+                    "tenant_indexes_helpdesk",
                     "--database",
                     PRIMARY,
                     "--database",

@@ -1,4 +1,4 @@
-"""Models a user writes with the fail-closed manager (issue #7's scoping tests)."""
+"""Models a user writes with the fail-closed manager (the scoping tests)."""
 
 from django.db import models
 

@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("tenant_indexes", "0002_tenant_indexes"),
+        ("tenant_indexes_helpdesk", "0002_tenant_indexes"),
     ]
 
     operations = [
@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
                 "indexes": [],
                 "constraints": [],
             },
-            bases=("tenant_indexes.auditlog",),
+            bases=("tenant_indexes_helpdesk.auditlog",),
         ),
         migrations.CreateModel(
             name="ScopedCustomer",
@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
                 "indexes": [],
                 "constraints": [],
             },
-            bases=("tenant_indexes.customer",),
+            bases=("tenant_indexes_helpdesk.customer",),
         ),
         migrations.CreateModel(
             name="ScopedMessage",
@@ -39,7 +39,7 @@ class Migration(migrations.Migration):
                 "indexes": [],
                 "constraints": [],
             },
-            bases=("tenant_indexes.message",),
+            bases=("tenant_indexes_helpdesk.message",),
         ),
         migrations.CreateModel(
             name="ScopedTicket",
@@ -49,6 +49,6 @@ class Migration(migrations.Migration):
                 "indexes": [],
                 "constraints": [],
             },
-            bases=("tenant_indexes.ticket",),
+            bases=("tenant_indexes_helpdesk.ticket",),
         ),
     ]

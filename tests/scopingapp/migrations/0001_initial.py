@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("tenant_indexes", "0002_tenant_indexes"),
+        ("tenant_indexes_helpdesk", "0002_tenant_indexes"),
     ]
 
     operations = [
@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="labels",
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],
@@ -52,7 +52,7 @@ class Migration(migrations.Migration):
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="projects",
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],
@@ -87,7 +87,7 @@ class Migration(migrations.Migration):
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="tasks",
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],
@@ -108,7 +108,7 @@ class Migration(migrations.Migration):
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="comments",
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
                 (

@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("tenant_indexes", "0002_tenant_indexes"),
+        ("tenant_indexes_helpdesk", "0002_tenant_indexes"),
     ]
 
     operations = [
@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
                     tenant_indexes.fields.TenantForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],
@@ -60,7 +60,7 @@ class Migration(migrations.Migration):
                     tenant_indexes.fields.TenantForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],
@@ -86,7 +86,7 @@ class Migration(migrations.Migration):
                     tenant_indexes.fields.TenantForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],

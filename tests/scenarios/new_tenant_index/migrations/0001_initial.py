@@ -7,7 +7,7 @@ import tenant_indexes.fields
 class Migration(migrations.Migration):
     initial = True
 
-    dependencies = [("tenant_indexes", "0001_initial")]
+    dependencies = [("tenant_indexes_helpdesk", "0001_initial")]
 
     operations = [
         migrations.CreateModel(
@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
                     tenant_indexes.fields.TenantForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],

@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("tenant_indexes", "0001_initial"),
+        ("tenant_indexes_helpdesk", "0001_initial"),
     ]
 
     operations = [

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_migrations import SEED_INDEXES
+from tests.support.helpdesk import SEED_INDEXES
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
 
 
@@ -43,7 +43,9 @@ def _assert_ok(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_sqlmigrate__sqlite_uses_plain_create_index(tmp_path: Path) -> None:
-    result = manage(f"sqlite:///{tmp_path / 'db.sqlite3'}", "sqlmigrate", "tenant_indexes", "0002")
+    result = manage(
+        f"sqlite:///{tmp_path / 'db.sqlite3'}", "sqlmigrate", "tenant_indexes_helpdesk", "0002"
+    )
     _assert_ok(result)
     creates = [line for line in result.stdout.splitlines() if line.startswith("CREATE")]
     assert len(creates) == 11
@@ -73,7 +75,7 @@ def test_migrate__sqlite_creates_the_seed_indexes_and_reverses(tmp_path: Path) -
             return found
 
     assert seed_indexes() == SEED_INDEXES
-    _assert_ok(manage(url, "migrate", "tenant_indexes", "0001", "--no-input"))
+    _assert_ok(manage(url, "migrate", "tenant_indexes_helpdesk", "0001", "--no-input"))
     assert seed_indexes() == {}
     _assert_ok(manage(url, "migrate", "--no-input"))
     assert seed_indexes() == SEED_INDEXES
@@ -112,12 +114,12 @@ def test_migrate__mariadb_creates_the_seed_indexes_and_reverses() -> None:
                         found[index] = (table, (*columns, column))
                 return found
 
-        result = manage(url, "sqlmigrate", "tenant_indexes", "0002")
+        result = manage(url, "sqlmigrate", "tenant_indexes_helpdesk", "0002")
         _assert_ok(result)
         assert "CONCURRENTLY" not in result.stdout
         _assert_ok(manage(url, "migrate", "--no-input"))
         assert seed_indexes() == SEED_INDEXES
-        _assert_ok(manage(url, "migrate", "tenant_indexes", "zero", "--no-input"))
+        _assert_ok(manage(url, "migrate", "tenant_indexes_helpdesk", "zero", "--no-input"))
         assert seed_indexes() == {}
         _assert_ok(manage(url, "migrate", "--no-input"))
         assert seed_indexes() == SEED_INDEXES

@@ -20,6 +20,9 @@ BAD_SETTINGS = [
     ({"CHECK_INCLUDES_USAGE": 1}, "must be bool"),
     ({"UNUSED_MAX_SCANS": True}, "must be int or float"),
     ({"ACKNOWLEDGED_REDUNDANT": "idx_tickets_tenant_id"}, "must be list or tuple"),
+    ({"TENANT_MODEL": "Organization"}, "must be a model label like 'accounts.Organization'"),
+    ({"TENANT_MODEL": 42}, "must be a model label"),
+    ({"TENANT_MODEL": "accounts.Organi zation"}, "must be a model label"),
 ]
 
 
@@ -31,9 +34,16 @@ def test_get_config__rejects_unknown_keys_and_wrong_types(setting, message) -> N
 
 
 def test_get_config__accepts_the_documented_types() -> None:
-    good = {"BUILD_LOCK_TIMEOUT": 5000, "STATS_MIN_AGE_DAYS": 0.5, "HEALTH_TOKEN": ["a", "b"]}
+    good = {
+        "BUILD_LOCK_TIMEOUT": 5000,
+        "STATS_MIN_AGE_DAYS": 0.5,
+        "HEALTH_TOKEN": ["a", "b"],
+        "TENANT_MODEL": "accounts.Organization",
+    }
     with override_settings(TENANT_INDEXES=good):
         assert get_config()["BUILD_LOCK_TIMEOUT"] == 5000
+        assert get_config()["TENANT_MODEL"] == "accounts.Organization"
+    assert get_config()["TENANT_MODEL"] is None
 
 
 @pytest.mark.django_db

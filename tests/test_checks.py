@@ -23,12 +23,12 @@ def _ours(messages) -> list:
     return [m for m in messages if m.id and m.id.startswith("tenant_indexes.")]
 
 
-def test_static_check__seed_models_are_clean() -> None:
-    """The seed's 37-character name is its contract, so no I001 for the app's own models."""
+def test_static_check__helpdesk_models_are_clean() -> None:
+    """The help desk's 37-character name is its contract, so no I001 for its models."""
     assert _ours(check_tenant_index_declarations()) == []
 
 
-def test_static_check__manage_py_check_passes_on_the_seed() -> None:
+def test_static_check__manage_py_check_passes_on_the_helpdesk() -> None:
     out, err = StringIO(), StringIO()
     call_command("check", stdout=out, stderr=err)  # raises SystemCheckError on any error
     assert "tenant_indexes." not in out.getvalue() + err.getvalue()

@@ -1,44 +1,17 @@
-"""The seed's tables and indexes after ``migrate``, on the real server of the run."""
+"""The help-desk app: its tables and indexes after ``migrate``, on the real server of the run."""
 
 from __future__ import annotations
 
 from io import StringIO
-from typing import Any
 
 import pytest
+from django.apps import apps
 from django.core.management import call_command
 from django.db import connection
+from django.db.migrations.loader import MigrationLoader
 
+from tests.support.helpdesk import EXPECTED_COLUMNS, HELPDESK_TABLES, SEED_INDEXES
 from tests.support.pg import index_columns_by_table, invalid_indexes, server_version_num
-
-SEED_INDEXES = {
-    "idx_customers_tenant_id": ("customers", ("tenant_id",)),
-    "idx_tickets_tenant_id": ("tickets", ("tenant_id",)),
-    "idx_messages_tenant_id": ("messages", ("tenant_id",)),
-    "idx_users_tenant_id": ("users", ("tenant_id",)),
-    "idx_files_tenant_id": ("files", ("tenant_id",)),
-    "idx_integration_credentials_tenant_id": ("integration_credentials", ("tenant_id",)),
-    "idx_audit_logs_tenant_id": ("audit_logs", ("tenant_id",)),
-    "idx_usage_metrics_tenant_id": ("tenant_usage_metrics", ("tenant_id",)),
-    "idx_tickets_tenant_status": ("tickets", ("tenant_id", "status")),
-    "idx_customers_tenant_status": ("customers", ("tenant_id", "status")),
-    "idx_messages_ticket_tenant": ("messages", ("ticket_id", "tenant_id")),
-}
-
-# Every index of every seed table, as key-column tuples: the primary keys, the unique
-# constraints, the seed's indexes and the one implicit FK index nothing else covers
-# (tickets.customer_id). No (tenant_id) or (ticket_id) duplicate from an implicit FK index.
-EXPECTED_COLUMNS: dict[str, Any] = {
-    "tenants": [("id",), ("slug",)],
-    "customers": {("id",), ("tenant_id",), ("tenant_id", "status")},
-    "tickets": {("id",), ("customer_id",), ("tenant_id",), ("tenant_id", "status")},
-    "messages": {("id",), ("author_id",), ("tenant_id",), ("ticket_id", "tenant_id")},
-    "users": {("id",), ("tenant_id",)},
-    "files": {("id",), ("storage_key",), ("tenant_id",)},
-    "integration_credentials": {("id",), ("tenant_id",)},
-    "audit_logs": {("id",), ("tenant_id",)},
-    "tenant_usage_metrics": {("id",), ("tenant_id",)},
-}
 
 
 def _multiset(columns: dict[str, tuple[str, ...]]) -> list[tuple[str, ...]]:
@@ -76,14 +49,14 @@ def test_migrate__runs_on_a_supported_postgresql() -> None:
 @pytest.mark.django_db
 def test_makemigrations__check_reports_no_changes() -> None:
     out = StringIO()
-    call_command("makemigrations", "tenant_indexes", "--check", "--dry-run", stdout=out)
+    call_command("makemigrations", "tenant_indexes_helpdesk", "--check", "--dry-run", stdout=out)
     assert "No changes detected" in out.getvalue()
 
 
 @pytest.mark.django_db
 def test_sqlmigrate__0002_builds_every_index_concurrently() -> None:
     out = StringIO()
-    call_command("sqlmigrate", "tenant_indexes", "0002", stdout=out)
+    call_command("sqlmigrate", "tenant_indexes_helpdesk", "0002", stdout=out)
     statements = [line for line in out.getvalue().splitlines() if line.startswith("CREATE")]
     assert len(statements) == 11
     assert all(s.startswith("CREATE INDEX CONCURRENTLY ") for s in statements), statements
@@ -94,7 +67,7 @@ def test_sqlmigrate__0002_builds_every_index_concurrently() -> None:
 @pytest.mark.django_db
 def test_sqlmigrate__0001_creates_no_tenant_index() -> None:
     out = StringIO()
-    call_command("sqlmigrate", "tenant_indexes", "0001", stdout=out)
+    call_command("sqlmigrate", "tenant_indexes_helpdesk", "0001", stdout=out)
     sql = out.getvalue()
     for name in SEED_INDEXES:
         assert name not in sql
@@ -108,18 +81,36 @@ def test_migrate__to_zero_and_back_again() -> None:
     """The concurrent operation reverses (DROP INDEX CONCURRENTLY) and re-applies."""
     tables = sorted(EXPECTED_COLUMNS)
     try:
-        call_command("migrate", "tenant_indexes", "0001", verbosity=0)
+        call_command("migrate", "tenant_indexes_helpdesk", "0001", verbosity=0)
         after_0001 = index_columns_by_table(tables)
         assert not any(name in after_0001[t] for name, (t, _) in SEED_INDEXES.items())
-        call_command("migrate", "tenant_indexes", "zero", verbosity=0)
+        call_command("migrate", "tenant_indexes_helpdesk", "zero", verbosity=0)
         with connection.cursor() as cursor:
             cursor.execute("SELECT to_regclass('public.tickets')")
             assert cursor.fetchone()[0] is None
     finally:
-        # Every app, not only ours: unapplying tenant_indexes unapplied its dependents too.
+        # Every app, not only the help desk: unapplying it unapplied its dependents too.
         call_command("migrate", verbosity=0)
     again = index_columns_by_table(tables)
     for name, (table, columns) in SEED_INDEXES.items():
         assert again[table].get(name) == columns
     assert invalid_indexes() == []
     assert "testapp_order" in connection.introspection.table_names()
+
+
+def test_helpdesk__is_its_own_app_and_the_core_has_no_table() -> None:
+    helpdesk = apps.get_app_config("tenant_indexes_helpdesk")
+    assert helpdesk.name == "tenant_indexes.helpdesk"
+    tables = {model._meta.db_table for model in helpdesk.get_models()}
+    assert tables == set(HELPDESK_TABLES)
+    assert list(apps.get_app_config("tenant_indexes").get_models()) == []
+
+
+@pytest.mark.django_db
+def test_helpdesk__owns_both_migrations_and_the_core_has_none() -> None:
+    loader = MigrationLoader(connection)
+    assert sorted(name for app, name in loader.disk_migrations if app == "tenant_indexes") == []
+    assert sorted(
+        name for app, name in loader.disk_migrations if app == "tenant_indexes_helpdesk"
+    ) == ["0001_initial", "0002_tenant_indexes"]
+    assert loader.get_migration("tenant_indexes_helpdesk", "0002_tenant_indexes").atomic is False

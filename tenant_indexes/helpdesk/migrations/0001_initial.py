@@ -61,7 +61,7 @@ class Migration(migrations.Migration):
                     tenant_indexes.fields.TenantForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],
@@ -89,7 +89,7 @@ class Migration(migrations.Migration):
                     tenant_indexes.fields.TenantForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],
@@ -140,7 +140,7 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="tickets",
-                        to="tenant_indexes.customer",
+                        to="tenant_indexes_helpdesk.customer",
                     ),
                 ),
                 (
@@ -148,7 +148,7 @@ class Migration(migrations.Migration):
                     tenant_indexes.fields.TenantForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],
@@ -186,7 +186,7 @@ class Migration(migrations.Migration):
                     tenant_indexes.fields.TenantForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],
@@ -224,7 +224,7 @@ class Migration(migrations.Migration):
                     tenant_indexes.fields.TenantForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],
@@ -248,7 +248,7 @@ class Migration(migrations.Migration):
                     tenant_indexes.fields.TenantForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
                 (
@@ -257,7 +257,7 @@ class Migration(migrations.Migration):
                         db_index=False,
                         on_delete=django.db.models.deletion.CASCADE,
                         related_name="messages",
-                        to="tenant_indexes.ticket",
+                        to="tenant_indexes_helpdesk.ticket",
                     ),
                 ),
                 (
@@ -267,7 +267,7 @@ class Migration(migrations.Migration):
                         null=True,
                         on_delete=django.db.models.deletion.SET_NULL,
                         related_name="messages",
-                        to="tenant_indexes.user",
+                        to="tenant_indexes_helpdesk.user",
                     ),
                 ),
             ],
@@ -312,7 +312,7 @@ class Migration(migrations.Migration):
                     tenant_indexes.fields.TenantForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],
@@ -339,7 +339,7 @@ class Migration(migrations.Migration):
                     tenant_indexes.fields.TenantForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
-                        to="tenant_indexes.tenant",
+                        to="tenant_indexes_helpdesk.tenant",
                     ),
                 ),
             ],
