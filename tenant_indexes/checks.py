@@ -48,7 +48,9 @@ def check_tenant_index_declarations(app_configs: Any = None, **kwargs: Any) -> l
         return [
             checks.Error(
                 str(e),
-                hint="Fix settings.TENANT_INDEXES; the README lists every key and its default.",
+                hint=(
+                    "Fix settings.TENANT_INDEXES; docs/settings.md lists every key and its default."
+                ),
                 id=E_BAD_SETTING,
             )
         ]

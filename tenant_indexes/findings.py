@@ -62,7 +62,7 @@ class Finding:
     """One problem, with what to run to fix it.
 
     Attributes:
-        id: ``tenant_indexes.E001`` and so on (see the README's table).
+        id: ``tenant_indexes.E001`` and so on (docs/findings.md lists them all).
         level: error or warning.
         database: the alias.
         table: the table concerned.

@@ -55,9 +55,15 @@ class AddIndexConcurrently(_NotInTransactionMixin, AddIndex):
     atomic = False
 
     def describe(self) -> str:
+        index = self.index
+        keys = [str(key) for key in (index.fields or index.expressions)]
+        if getattr(index, "tenant_field", None) is not None and keys:
+            # A TenantIndex loaded from a migration file meets its model only when it runs, so
+            # its first key may still be a placeholder here: name it by its role.
+            keys[0] = "the tenant field"
         return (
-            f"Concurrently create index {self.index.name} on field(s) "
-            f"{', '.join(self.index.fields)} of model {self.model_name}"
+            f"Concurrently create index {index.name} on {', '.join(keys)} "
+            f"of model {self.model_name}"
         )
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:

@@ -331,7 +331,7 @@ def usage_findings(
     tenant_columns: Mapping[tuple[str, str], str],
     thresholds: UsageThresholds,
 ) -> list[Finding]:
-    """W001, W002, W010 and W011 from the analysed usage (see the README for each id).
+    """W001, W002, W010 and W011 from the analysed usage (docs/findings.md describes each id).
 
     Findings name the first alias (normally the primary); W001's message lists the scans on
     every alias it was judged on.

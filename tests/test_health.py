@@ -212,7 +212,7 @@ def test_check__concurrent_build_in_progress_is_building_not_a_failure() -> None
         assert _states(report)[name] is IndexState.BUILDING
         assert _ids(report, "users") == []
         assert report.exit_code() == 0
-        # Another role sees the build only with pg_read_all_stats (README, minimum grants);
+        # Another role sees the build only with pg_read_all_stats (docs/health.md, minimum grants);
         # without it the unfinished index is honestly INVALID.
         with _as_role("stats", "pg_read_all_stats"):
             report = check_databases(["default"], app_labels=["tenant_indexes_helpdesk"])
@@ -231,7 +231,7 @@ def test_check__concurrent_build_in_progress_is_building_not_a_failure() -> None
 
 @pytest.mark.django_db(transaction=True)
 def test_check__works_as_a_role_that_is_not_a_superuser() -> None:
-    """Minimum grants (README): CONNECT on the database and USAGE on the schema, both
+    """Minimum grants (docs/health.md): CONNECT on the database and USAGE on the schema, both
     PUBLIC's by default; nothing on the tables themselves."""
     with _as_role("check") as role:
         with connection.cursor() as cursor:

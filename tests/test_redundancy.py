@@ -7,6 +7,7 @@ from django.db import connection
 
 from tenant_indexes.redundancy import find_redundant
 from tenant_indexes.statistics import usage_snapshot
+from tests.support.helpdesk import HELPDESK_TABLES
 
 SCRATCH = "usage_redundancy_scratch"
 
@@ -142,20 +143,7 @@ def test_find_redundant__real_indexes(statements: list[str], expected: dict[str,
 
 @pytest.mark.django_db
 def test_find_redundant__seed_reports_exactly_the_two_tenant_id_beside_tenant_status() -> None:
-    tables = [
-        ("public", t)
-        for t in (
-            "tenants",
-            "customers",
-            "tickets",
-            "messages",
-            "users",
-            "files",
-            "integration_credentials",
-            "audit_logs",
-            "tenant_usage_metrics",
-        )
-    ]
+    tables = [("public", t) for t in HELPDESK_TABLES]
     snapshot = usage_snapshot("default", tables)
     assert find_redundant(snapshot.indexes) == {
         "idx_customers_tenant_id": "idx_customers_tenant_status",

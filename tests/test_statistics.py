@@ -10,20 +10,9 @@ from django.db import connection
 from tenant_indexes.helpdesk.models import Tenant, User
 from tenant_indexes.statistics import ServerStats, usage_snapshot
 from tenant_indexes.usageanalysis import UnusedVerdict, UsageThresholds, analyse_usage, stats_age
+from tests.support.helpdesk import HELPDESK_TABLES
 
-SEED_TABLES = {
-    ("public", t): "tenant_id"
-    for t in (
-        "customers",
-        "tickets",
-        "messages",
-        "users",
-        "files",
-        "integration_credentials",
-        "audit_logs",
-        "tenant_usage_metrics",
-    )
-}
+SEED_TABLES = {("public", t): "tenant_id" for t in HELPDESK_TABLES if t != "tenants"}
 
 
 def _view_row(sql: str, params: list) -> tuple:

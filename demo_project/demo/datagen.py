@@ -252,7 +252,7 @@ class _Generator:
         for i, t in enumerate(order):
             customer = self.customer_start[t] + rng.randrange(self.customers_of[t])
             created = int(i * step)
-            subject = f"{rng.choice(_WORDS)} {rng.choice(_WORDS)} issue #{i + 1}"
+            subject = f"{rng.choice(_WORDS)} {rng.choice(_WORDS)} request {i + 1}"
             yield (
                 f"{i + 1}\t{self.tenant_ids[t]}\t{customer}\t{subject}\t{statuses[i]}\t"
                 f"{priorities[i]}\t{_ts(created)}\t{_ts(created + rng.randrange(86400))}\n"

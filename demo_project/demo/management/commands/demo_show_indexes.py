@@ -3,17 +3,9 @@
 from django.core.management.base import BaseCommand
 from django.db import connection
 
-SEED_TABLES = [
-    "tenants",
-    "customers",
-    "tickets",
-    "messages",
-    "users",
-    "files",
-    "integration_credentials",
-    "audit_logs",
-    "tenant_usage_metrics",
-]
+from demo_project.demo.datagen import TABLES
+
+SEED_TABLES = list(TABLES)
 
 
 class Command(BaseCommand):
