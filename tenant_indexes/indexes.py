@@ -76,6 +76,8 @@ class TenantIndex(models.Index):
         self._explicit_tenant_field = tenant_field
         # The tenant field's name: provisionally "tenant" until the index meets its model.
         self.tenant_field: str = tenant_field or FALLBACK_TENANT_FIELD
+        # False while the name above is only the provisional one.
+        self.tenant_field_known = tenant_field is not None
         self._lead_with(self.tenant_field)
 
     def _lead_with(self, tenant_field: str) -> None:
@@ -100,6 +102,7 @@ class TenantIndex(models.Index):
         self._lead_with(
             self._explicit_tenant_field or tenant_field_name(model) or FALLBACK_TENANT_FIELD
         )
+        self.tenant_field_known = True
 
     def set_name_with_model(self, model: Any) -> None:
         self.resolve_tenant_field(model)
@@ -115,6 +118,7 @@ class TenantIndex(models.Index):
         _path, args, kwargs = self.deconstruct()
         clone = type(self)(*args, **kwargs)
         clone._lead_with(self.tenant_field)
+        clone.tenant_field_known = self.tenant_field_known
         return clone
 
     def deconstruct(self) -> tuple[str, Sequence[Any], dict[str, Any]]:

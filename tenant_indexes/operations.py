@@ -56,13 +56,14 @@ class AddIndexConcurrently(_NotInTransactionMixin, AddIndex):
 
     def describe(self) -> str:
         index = self.index
+        kind = "field(s)" if index.fields else "expression(s)"
         keys = [str(key) for key in (index.fields or index.expressions)]
-        if getattr(index, "tenant_field", None) is not None and keys:
-            # A TenantIndex loaded from a migration file meets its model only when it runs, so
-            # its first key may still be a placeholder here: name it by its role.
+        if getattr(index, "tenant_field_known", True) is False and keys:
+            # A TenantIndex loaded from a migration file meets its model only when it runs:
+            # until then its first key is a placeholder, so name it by its role.
             keys[0] = "the tenant field"
         return (
-            f"Concurrently create index {index.name} on {', '.join(keys)} "
+            f"Concurrently create index {index.name} on {kind} {', '.join(keys)} "
             f"of model {self.model_name}"
         )
 

@@ -245,3 +245,23 @@ def test_migrate__restores_session_settings_after_build_and_after_failure() -> N
         )
         assert before == {"lock_timeout": "7s", "statement_timeout": "9s"}
         run_sql(connection, "RESET lock_timeout; RESET statement_timeout")
+
+
+def test_add_index_concurrently__describe_names_the_keys_of_an_unbound_tenant_index() -> None:
+    """Loaded from a migration file, a TenantIndex has not met its model yet: its provisional
+    first key is named by its role, not shown as a field called ``tenant``."""
+    from django.db.models.functions import Lower
+
+    from tenant_indexes import TenantIndex
+    from tenant_indexes.operations import AddIndexConcurrently
+
+    by_fields = AddIndexConcurrently("invoice", TenantIndex(fields=["paid"], name="inv_paid"))
+    assert by_fields.describe() == (
+        "Concurrently create index inv_paid on field(s) the tenant field, paid of model invoice"
+    )
+    by_expression = AddIndexConcurrently("member", TenantIndex(Lower("email"), name="m_email"))
+    assert by_expression.describe().startswith(
+        "Concurrently create index m_email on expression(s) the tenant field, Lower(F(email))"
+    )
+    explicit = TenantIndex(fields=["paid"], name="inv_paid", tenant_field="organization")
+    assert "field(s) organization, paid" in AddIndexConcurrently("invoice", explicit).describe()
