@@ -471,14 +471,13 @@ def test_down_database__closed_port_answers_503_quickly(
         extra_alias("down", HOST="127.0.0.1", PORT=str(closed_port())),
     ):
         settings.TENANT_INDEXES = {"HEALTH_TOKEN": TOKEN, "HEALTH_DATABASES": ["down"]}
-        started = time.monotonic()
         response = client.get(URL, **bearer())
-        elapsed = time.monotonic() - started
     assert response.status_code == 503
     document = response.json()
     assert document["status"] == "unknown"
     assert [(d["alias"], bool(d["error"])) for d in document["databases"]] == [("down", True)]
-    assert elapsed < 5 + 1  # HEALTH_TIMEOUT plus slack: an upper bound, not a speed test
+    # Answered by the refused connection itself, not cut off by the probe's wall clock.
+    assert E_PROBE_FAILED not in [f["id"] for f in document["findings"]]
 
 
 def test_down_database__missing_unix_socket_answers_503(
@@ -508,15 +507,13 @@ def test_down_database__hung_server_is_cut_off_by_the_connect_timeout(
             "HEALTH_CONNECT_TIMEOUT": 2,
             "HEALTH_TIMEOUT": 10,
         }
-        started = time.monotonic()
         response = client.get(URL, **bearer())
-        elapsed = time.monotonic() - started
     assert response.status_code == 503
     document = response.json()
     assert document["status"] == "unknown"
     assert "timeout" in document["databases"][0]["error"], document["databases"]
-    # An upper bound: the 2s connect timeout plus slack, far below HEALTH_TIMEOUT.
-    assert elapsed < 2 + 1.5
+    # libpq's connect timeout ended it, not the probe's 10 s wall clock (which reports E101).
+    assert E_PROBE_FAILED not in [f["id"] for f in document["findings"]]
 
 
 def test_down_database__wall_clock_bound_frees_the_worker(
@@ -537,9 +534,7 @@ def test_down_database__wall_clock_bound_frees_the_worker(
             "HEALTH_CONNECT_TIMEOUT": 30,
             "HEALTH_TIMEOUT": 0.5,
         }
-        started = time.monotonic()
         response = client.get(URL, **bearer())
-        elapsed = time.monotonic() - started
         anonymous = client.get(URL)
         clear_health_cache()
         while_abandoned = client.get(URL, **bearer())
@@ -547,8 +542,7 @@ def test_down_database__wall_clock_bound_frees_the_worker(
     document = response.json()
     assert document["status"] == "unknown"
     assert [f["id"] for f in document["findings"]] == [E_PROBE_FAILED]
-    assert "0.5s" in document["findings"][0]["message"]
-    assert elapsed < 0.5 + 1.5
+    assert "0.5s" in document["findings"][0]["message"]  # the wall clock, not the 30 s connect
     assert anonymous.json() == {"status": "unknown"}  # the failure is cached like a result
     assert while_abandoned.status_code == 503
     assert "still running" in while_abandoned.json()["findings"][0]["message"]
