@@ -34,7 +34,11 @@ class _NotInTransactionMixin:
         # plain statement is fine either way. sqlmigrate (collect_sql) of an atomic
         # migration refuses too, as Django's own operation does: its BEGIN ... COMMIT
         # around CREATE INDEX CONCURRENTLY would fail in psql.
-        if _is_postgresql(schema_editor) and schema_editor.connection.in_atomic_block:
+        if _is_postgresql(schema_editor) and (
+            schema_editor.atomic_migration
+            if schema_editor.collect_sql
+            else schema_editor.connection.in_atomic_block
+        ):
             raise NotSupportedError(
                 f"The {self.__class__.__name__} operation cannot be executed inside a "
                 "transaction (set atomic = False on the migration)."

@@ -62,7 +62,12 @@ def ensure_not_in_transaction(operation: Any, schema_editor: Any) -> None:
     Also under ``sqlmigrate``: the SQL of an atomic migration would be wrapped in
     ``BEGIN``/``COMMIT``, which PostgreSQL rejects for ``CONCURRENTLY``.
     """
-    if _is_postgresql(schema_editor) and schema_editor.connection.in_atomic_block:
+    if _is_postgresql(schema_editor) and (
+        # sqlmigrate: whether the migration's SQL would be wrapped in BEGIN ... COMMIT.
+        schema_editor.atomic_migration
+        if schema_editor.collect_sql
+        else schema_editor.connection.in_atomic_block
+    ):
         raise NotSupportedError(
             f"The {operation.__class__.__name__} operation cannot be executed inside a "
             "transaction (set atomic = False on the migration)."
