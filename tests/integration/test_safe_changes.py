@@ -307,3 +307,28 @@ def test_safe_changes__same_name_change_rerun_after_swap_only_drops_the_old(
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s ORDER BY 1", [TABLE])
         assert [r[0] for r in cursor.fetchall()] == ["safe_items_pkey", "safe_items_tenant_status"]
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "sqlite"])
+def test_safe_changes__the_same_migrations_apply_plainly_on_sqlite(migrations_package: Path) -> None:
+    from django.db import connections
+
+    sqlite = connections["sqlite"]
+    call_command("migrate", database="sqlite", verbosity=0)
+    initial = make_migrations(
+        migrations_package, item_state(tenant_fk="plain"), TenantIndexAutodetector
+    )
+    call_command("migrate", APP, initial[-1].name, database="sqlite", verbosity=0)
+    for what, state, _expected in STEPS:
+        for migration in make_migrations(migrations_package, state, TenantIndexAutodetector):
+            importlib.invalidate_caches()
+            with CaptureQueriesContext(sqlite) as queries:
+                call_command("migrate", APP, migration.name, database="sqlite", verbosity=0)
+            assert not any("CONCURRENTLY" in q["sql"] for q in queries.captured_queries), what
+    with sqlite.cursor() as cursor:
+        found = sqlite.introspection.get_constraints(cursor, TABLE)
+    assert found["safe_items_tenant_status"]["columns"] == ["tenant_id", "status", "code"]
+    assert found["safe_items_tenant_lower_email"]["index"]
+    assert found["safe_items_tenant_email"]["unique"]
+    assert "safe_items_tenant_code_desc" not in found
+    call_command("migrate", APP, "zero", database="sqlite", verbosity=0)
