@@ -276,7 +276,9 @@ def main() -> None:
     print(f"{TABLE}: {args.rows:,} rows over {args.tenants:,} tenants; a writer inserting one")
     print("row per transaction; * = operation in an atomic = False migration")
     results = run_way("plain", args.rows, args.tenants) + run_way("safe", args.rows, args.tenants)
-    print(f"{'way':<6}{'change':<24}{'s':>7}{'longest stall ms':>18}{'p99 ms':>9}{'no index s':>12}")
+    print(
+        f"{'way':<6}{'change':<24}{'s':>7}{'longest stall ms':>18}{'p99 ms':>9}{'no index s':>12}"
+    )
     for r in results:
         print(
             f"{r['way']:<6}{r['change']:<24}{r['seconds']:>7.2f}{r['longest_ms']:>18.1f}"

@@ -26,7 +26,6 @@ from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.operations import AddConstraint, AddIndex, AlterField, RemoveIndex
 from django.db.migrations.optimizer import MigrationOptimizer
 from django.db.migrations.writer import MigrationWriter
-
 from django.db.models import UniqueConstraint
 
 from .conf import get_config
@@ -94,8 +93,8 @@ def is_tenant_fk_conversion(old_field: Any, new_field: Any) -> bool:
         isinstance(new_field, TenantForeignKey)
         and isinstance(old_field, ForeignKey)
         and not isinstance(old_field, TenantForeignKey)
-        and old_field.db_index
-        and not new_field.db_index
+        and getattr(old_field, "db_index", False)
+        and not getattr(new_field, "db_index", True)
     ):
         return False
     same_target = str(old_field.remote_field.model).lower() == str(

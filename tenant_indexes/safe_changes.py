@@ -288,8 +288,8 @@ def uses_index_then_constraint(constraint: Any) -> bool:
         and constraint.fields
         and not constraint.condition
         and not constraint.expressions
-        and not constraint.include
-        and not constraint.opclasses
+        and not getattr(constraint, "include", None)
+        and not getattr(constraint, "opclasses", None)
         and constraint.deferrable is None
     )
 
@@ -305,6 +305,8 @@ class AddUniqueConstraintConcurrently(AddConstraint):
     """
 
     atomic = False
+    model_name: str  # set by AddConstraint; django-stubs do not declare them
+    constraint: Any
 
     def describe(self) -> str:
         return (
@@ -453,9 +455,7 @@ class ConvertToTenantForeignKey(AlterField):
         model = to_state.apps.get_model(app_label, self.model_name)
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return
-        old_field = from_state.apps.get_model(app_label, self.model_name)._meta.get_field(
-            self.name
-        )
+        old_field = from_state.apps.get_model(app_label, self.model_name)._meta.get_field(self.name)
         names = implicit_index_names(schema_editor, model, old_field)
         if schema_editor.collect_sql:
             for name in names:

@@ -235,9 +235,7 @@ def test_safe_changes__every_step_is_online_under_a_live_writer(migrations_packa
     # Nothing left to generate, and every declared index is there, under its own name.
     assert make_migrations(migrations_package, STEPS[-1][1], TenantIndexAutodetector) == []
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT indexname FROM pg_indexes WHERE tablename = %s ORDER BY 1", [TABLE]
-        )
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s ORDER BY 1", [TABLE])
         names = [row[0] for row in cursor.fetchall()]
         cursor.execute(
             "SELECT conname, contype FROM pg_constraint WHERE conrelid = %s::regclass "
@@ -286,7 +284,9 @@ def test_safe_changes__same_name_change_rerun_after_swap_only_drops_the_old(
 ) -> None:
     """A run cut off after the swap: the next run finds the new definition and drops the
     retired index, building nothing."""
-    initial = make_migrations(migrations_package, item_state(indexes=[STATUS]), TenantIndexAutodetector)
+    initial = make_migrations(
+        migrations_package, item_state(indexes=[STATUS]), TenantIndexAutodetector
+    )
     call_command("migrate", APP, initial[-1].name, verbosity=0)
     (change,) = make_migrations(
         migrations_package, item_state(indexes=[STATUS_CODE]), TenantIndexAutodetector
@@ -310,7 +310,9 @@ def test_safe_changes__same_name_change_rerun_after_swap_only_drops_the_old(
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "sqlite"])
-def test_safe_changes__the_same_migrations_apply_plainly_on_sqlite(migrations_package: Path) -> None:
+def test_safe_changes__the_same_migrations_apply_plainly_on_sqlite(
+    migrations_package: Path,
+) -> None:
     from django.db import connections
 
     sqlite = connections["sqlite"]
