@@ -28,7 +28,9 @@ class Command(django_migrate.Command):
         self._database = options.get("database") or "default"
         return super().handle(*args, **options)
 
-    def migration_progress_callback(self, action: str, migration: Any = None, fake: bool = False):  # type: ignore[no-untyped-def]
+    def migration_progress_callback(
+        self, action: str, migration: Any = None, fake: bool = False
+    ) -> None:
         super().migration_progress_callback(action, migration, fake)
         if (
             action == "apply_start"
