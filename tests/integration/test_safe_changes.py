@@ -44,6 +44,7 @@ from tests.support.livewriter import LiveWriter
 from tests.support.pg import invalid_indexes, valid_leading_index_count
 
 APP = "safe_changes"
+ROOT = Path(__file__).resolve().parents[2]
 TABLE = "safe_items"
 TENANT = "00000000-0000-0000-0000-0000000000aa"
 INSERT = (
@@ -310,31 +311,50 @@ def test_safe_changes__same_name_change_rerun_after_swap_only_drops_the_old(
         assert [r[0] for r in cursor.fetchall()] == ["safe_items_pkey", "safe_items_tenant_status"]
 
 
-@pytest.mark.django_db(transaction=True, databases=["default", "sqlite"])
+@pytest.mark.django_db(transaction=True)
 def test_safe_changes__the_same_migrations_apply_plainly_on_sqlite(
-    migrations_package: Path,
+    migrations_package: Path, tmp_path: Path
 ) -> None:
-    from django.db import connections
+    """Every step's migration, written for PostgreSQL, applied by manage.py on SQLite."""
+    import os
+    import sqlite3
+    import subprocess
 
-    sqlite = connections["sqlite"]
-    call_command("migrate", database="sqlite", verbosity=0)
-    initial = make_migrations(
-        migrations_package, item_state(tenant_fk="plain"), TenantIndexAutodetector
+    make_migrations(migrations_package, item_state(tenant_fk="plain"), TenantIndexAutodetector)
+    for _what, state, _expected in STEPS:
+        make_migrations(migrations_package, state, TenantIndexAutodetector)
+    db = tmp_path / "db.sqlite3"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.scenarios.safe_changes.sqlite_settings",
+        "SAFE_CHANGES_SQLITE": str(db),
+        "SAFE_CHANGES_MIGRATIONS": migrations_package.name,
+        "PYTHONPATH": os.pathsep.join([str(migrations_package.parent), str(ROOT)]),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
-    call_command("migrate", APP, initial[-1].name, database="sqlite", verbosity=0)
-    for what, state, _expected in STEPS:
-        for migration in make_migrations(migrations_package, state, TenantIndexAutodetector):
-            importlib.invalidate_caches()
-            with CaptureQueriesContext(sqlite) as queries:
-                call_command("migrate", APP, migration.name, database="sqlite", verbosity=0)
-            assert not any("CONCURRENTLY" in q["sql"] for q in queries.captured_queries), what
-    with sqlite.cursor() as cursor:
-        found = sqlite.introspection.get_constraints(cursor, TABLE)
-    assert found["safe_items_tenant_status"]["columns"] == ["tenant_id", "status", "code"]
-    assert found["safe_items_tenant_lower_email"]["index"]
-    assert found["safe_items_tenant_email"]["unique"]
-    assert "safe_items_tenant_code_desc" not in found
-    call_command("migrate", APP, "zero", database="sqlite", verbosity=0)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "CONCURRENTLY" not in result.stdout
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", [TABLE]
+        ).fetchall()
+        status = [r[2] for r in conn.execute("PRAGMA index_info('safe_items_tenant_status')")]
+        (table_sql,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", [TABLE]
+        ).fetchone()
+    names = {name for (name,) in rows}
+    assert {"safe_items_tenant_status", "safe_items_tenant_lower_email"} <= names
+    assert "safe_items_tenant_code_desc" not in names
+    assert 'CONSTRAINT "safe_items_tenant_email" UNIQUE' in table_sql  # SQLite: in the table
+    assert status == ["tenant_id", "status", "code"]
 
 
 HAND_BUILT = f"""
