@@ -356,3 +356,20 @@ def build_index_concurrently(
         IndexBuildError: the index is being built by someone else, or is not valid after.
     """
     return _SafeBuild(schema_editor, model, index, output).run()
+
+
+def existing_index_state(schema_editor: Any, model: Any, index: Any) -> str:
+    """What the database has under ``index.name`` on ``model``'s table, by the build's rule.
+
+    Used by operations that replace an index in several steps, to know on a re-run which
+    step was done: ``"missing"``, ``"invalid"`` (or being built), ``"same"`` (valid, with the
+    declared definition) or ``"different"`` (valid, with another one).
+    """
+    build = _SafeBuild(schema_editor, model, index, None)
+    build.schema = buildcontrol.table_schema(build.connection, build.table) or "public"
+    main, _leftovers = build._lookup()
+    if main is None:
+        return "missing"
+    if not main.valid or main.building:
+        return "invalid"
+    return "different" if build._differences(main) else "same"

@@ -529,3 +529,31 @@ def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield node
     for child in node.get("Plans", ()):
         yield from plan_nodes(child)
+
+
+_VALID_LEADING_INDEXES_SQL = """
+SELECT i.relname
+  FROM pg_index ix
+  JOIN pg_class i ON i.oid = ix.indexrelid
+  JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = ix.indkey[0]
+ WHERE ix.indrelid = to_regclass(%s)
+   AND ix.indisvalid AND ix.indisready AND ix.indislive
+   AND a.attname = %s
+ ORDER BY i.relname
+"""
+
+
+def valid_indexes_leading_with(connection: Any, table: str, column: str) -> list[str]:
+    """The names of the valid indexes of ``table`` whose first key is ``column``.
+
+    One query on the connection as it is (no bounds): the migration operations ask it
+    between two steps, to make sure the table keeps a valid tenant-leading index.
+
+    Args:
+        connection: a Django PostgreSQL connection.
+        table: the table, quoted and schema-qualified as ``to_regclass()`` takes it.
+        column: the column name.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_VALID_LEADING_INDEXES_SQL, [table, column])
+        return [row[0] for row in cursor.fetchall()]

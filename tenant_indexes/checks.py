@@ -21,6 +21,7 @@ from .declared import TenantTable, declared_tenant_tables, tenant_table_for_mode
 from .exceptions import TenantIndexesConfigError, TenantModelNotConfigured
 from .fields import TenantForeignKey
 from .findings import (
+    E_ATOMIC_CONCURRENT_MIGRATION,
     E_BAD_SETTING,
     E_NAME_TOO_LONG,
     E_NO_TENANT_INDEX_DECLARED,
@@ -204,7 +205,49 @@ def _inside_migrate() -> bool:
     return False
 
 
+def check_migration_atomicity(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """E020: a migration on disk runs a concurrent operation but is atomic.
+
+    ``CREATE INDEX CONCURRENTLY`` cannot run in a transaction: such a migration fails on
+    PostgreSQL when it is applied, possibly half-way through a deploy. Squashed migrations
+    are on disk like the others and are checked too. Reads the migration files, not the
+    database.
+    """
+    from django.db.migrations.loader import MigrationLoader
+
+    from .safe_changes import is_concurrent_operation
+
+    labels = set(_app_labels(app_configs) or [])
+    try:
+        loader = MigrationLoader(None, ignore_no_migrations=True)
+    except Exception:  # a broken migration file is Django's own error to report
+        return []
+    messages: list[Any] = []
+    for (app_label, name), migration in sorted(loader.disk_migrations.items()):
+        if labels and app_label not in labels:
+            continue
+        if getattr(migration, "atomic", True) is False:
+            continue
+        concurrent = [op for op in migration.operations if is_concurrent_operation(op)]
+        if concurrent:
+            kinds = ", ".join(sorted({type(op).__name__ for op in concurrent}))
+            messages.append(
+                checks.Error(
+                    f"Migration {app_label}.{name} runs {kinds} but is atomic: "
+                    "CONCURRENTLY cannot run inside a transaction, so it fails on "
+                    "PostgreSQL when applied.",
+                    hint="Add atomic = False to the Migration class (makemigrations and "
+                    "squashmigrations of tenant_indexes write it), and keep the other "
+                    "operations in a migration of their own.",
+                    obj=f"{app_label}.{name}",
+                    id=E_ATOMIC_CONCURRENT_MIGRATION,
+                )
+            )
+    return messages
+
+
 def register() -> None:
-    """Register both checks (called from ``AppConfig.ready()``)."""
+    """Register the checks (called from ``AppConfig.ready()``)."""
     checks.register(check_tenant_index_declarations, checks.Tags.models)
+    checks.register(check_migration_atomicity, checks.Tags.models)
     checks.register(check_live_tenant_indexes, checks.Tags.database)

@@ -88,6 +88,9 @@ DEFAULTS: dict[str, Any] = {
     # PostgreSQL 14.0-14.3 can corrupt indexes built concurrently; builds are refused there
     # unless this is True (upgrade to 14.4+ instead, then REINDEX what was built).
     "ALLOW_CONCURRENT_BUILDS_ON_PG14_BEFORE_14_4": False,
+    # makemigrations (autodetector.py, safe_changes.py): index and unique-constraint changes
+    # of every table, not only tenant tables, become the online-safe operations.
+    "SAFE_MIGRATIONS_ALL_TABLES": False,
     # Fail-closed tenant scoping (scoping.py).
     # Dotted path of ``f(request) -> tenant | None`` used by TenantScopeMiddleware.
     "TENANT_RESOLVER": "tenant_indexes.scoping.tenant_from_request",

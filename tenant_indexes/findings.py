@@ -49,6 +49,9 @@ E_NO_TENANT_MODEL = "tenant_indexes.E010"
 W_IMPLICIT_FK_INDEX_DUPLICATE = "tenant_indexes.W003"
 I_NAME_OVER_30 = "tenant_indexes.I001"
 
+# Migrations (system check): a concurrent index operation in an atomic migration.
+E_ATOMIC_CONCURRENT_MIGRATION = "tenant_indexes.E020"
+
 # Usage findings (tenant_index_stats).
 W_SEQ_SCAN_HEAVY = "tenant_indexes.W010"
 W_PLAN_WITHOUT_TENANT_INDEX = "tenant_indexes.W011"

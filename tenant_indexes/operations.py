@@ -31,11 +31,13 @@ def _is_postgresql(schema_editor: Any) -> bool:
 class _NotInTransactionMixin:
     def _ensure_not_in_transaction(self, schema_editor: Any) -> None:
         # Only PostgreSQL refuses CONCURRENTLY inside a transaction block; elsewhere the
-        # plain statement is fine either way. sqlmigrate (collect_sql) executes nothing.
-        if (
-            _is_postgresql(schema_editor)
-            and not schema_editor.collect_sql
-            and schema_editor.connection.in_atomic_block
+        # plain statement is fine either way. sqlmigrate (collect_sql) of an atomic
+        # migration refuses too, as Django's own operation does: its BEGIN ... COMMIT
+        # around CREATE INDEX CONCURRENTLY would fail in psql.
+        if _is_postgresql(schema_editor) and (
+            schema_editor.atomic_migration
+            if schema_editor.collect_sql
+            else schema_editor.connection.in_atomic_block
         ):
             raise NotSupportedError(
                 f"The {self.__class__.__name__} operation cannot be executed inside a "

@@ -107,3 +107,39 @@ def test_makemigrations__is_this_apps_command_and_still_reports_no_changes() -> 
     out = StringIO()
     call_command("makemigrations", "--check", "--dry-run", stdout=out)
     assert "No changes detected" in out.getvalue()
+
+
+def _plain_table_changes(**config: object) -> list[str]:
+    """The operations makemigrations writes when a plain (non-tenant) table loses an index."""
+    from django.db import models as dj_models
+    from django.db.migrations.autodetector import MigrationAutodetector  # noqa: F401
+    from django.db.migrations.questioner import NonInteractiveMigrationQuestioner
+    from django.db.migrations.state import ModelState, ProjectState
+
+    from tenant_indexes.autodetector import TenantIndexAutodetector
+
+    def state(indexes: list[object]) -> ProjectState:
+        project = ProjectState()
+        project.add_model(
+            ModelState(
+                "plainapp",
+                "Note",
+                [
+                    ("id", dj_models.BigAutoField(primary_key=True)),
+                    ("title", dj_models.CharField(max_length=20)),
+                ],
+                options={"indexes": indexes},
+            )
+        )
+        return project
+
+    before = state([dj_models.Index(fields=["title"], name="note_title")])
+    with override_settings(TENANT_INDEXES=config):
+        detector = TenantIndexAutodetector(before, state([]), NonInteractiveMigrationQuestioner())
+        changes = detector._detect_changes()
+    return [type(op).__name__ for m in changes["plainapp"] for op in m.operations]
+
+
+def test_autodetector__plain_table_keeps_django_ops_unless_all_tables_setting() -> None:
+    assert _plain_table_changes() == ["RemoveIndex"]
+    assert _plain_table_changes(SAFE_MIGRATIONS_ALL_TABLES=True) == ["RemoveIndexConcurrently"]

@@ -41,3 +41,18 @@ def server_version_num() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version_num")
         return int(cursor.fetchone()[0])
+
+
+VALID_LEADING_SQL = """
+SELECT count(*)
+  FROM pg_index ix
+  JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = ix.indkey[0]
+ WHERE ix.indrelid = to_regclass(%s) AND ix.indisvalid AND ix.indisready AND a.attname = %s
+"""
+
+
+def valid_leading_index_count(table: str, column: str, conn=None) -> int:  # type: ignore[no-untyped-def]
+    """How many valid indexes of ``table`` lead with ``column`` (0 once the table is gone)."""
+    with (conn or connection).cursor() as cursor:
+        cursor.execute(VALID_LEADING_SQL, [table, column])
+        return int(cursor.fetchone()[0])

@@ -18,15 +18,16 @@ from tenant_indexes.autodetector import AtomicAwareMigrationWriter, TenantIndexA
 
 
 @contextmanager
-def _module_names(**replacements: Any) -> Iterator[None]:
-    saved = {name: getattr(django_makemigrations, name) for name in replacements}
+def _module_names(module: Any, **replacements: Any) -> Iterator[None]:
+    """Replace names of ``module`` for the duration of the block."""
+    saved = {name: getattr(module, name) for name in replacements}
     try:
         for name, value in replacements.items():
-            setattr(django_makemigrations, name, value)
+            setattr(module, name, value)
         yield
     finally:
         for name, value in saved.items():
-            setattr(django_makemigrations, name, value)
+            setattr(module, name, value)
 
 
 class Command(django_makemigrations.Command):
@@ -39,6 +40,7 @@ class Command(django_makemigrations.Command):
 
     def handle(self, *args: Any, **options: Any) -> Any:
         with _module_names(
+            django_makemigrations,
             MigrationAutodetector=TenantIndexAutodetector,  # Django 4.2
             MigrationWriter=AtomicAwareMigrationWriter,
         ):
