@@ -158,6 +158,7 @@ class CatalogSnapshot:
     building: frozenset[str] = frozenset()
     current_schema: str | None = None
     normalised: tuple[NormalisedDefinition, ...] = ()
+    missing_schemas: tuple[str, ...] = ()
 
     # Lookups are dictionaries built once per snapshot: at thousands of tables a linear scan
     # per declared index would make the comparison quadratic.
@@ -343,7 +344,9 @@ _SNAPSHOT_SETTINGS_SQL = """
            set_config('lock_timeout', %s, true),
            current_setting('server_version'),
            current_setting('server_version_num')::int,
-           current_schema()
+           current_schema(),
+           array(SELECT s FROM unnest(%s::text[]) AS s
+                  WHERE to_regnamespace(quote_ident(s)) IS NULL ORDER BY s)
 """
 
 _SNAPSHOT_TABLES_SQL = f"""
@@ -419,8 +422,11 @@ def catalog_snapshot(
                 # Only possible as the first statement of a transaction; inside a caller's
                 # transaction we issue nothing but SELECTs anyway.
                 cursor.execute("SET TRANSACTION READ ONLY")
-            cursor.execute(_SNAPSHOT_SETTINGS_SQL, check_timeouts())
-            _, _, server_version, server_version_num, current_schema = cursor.fetchone()
+            schemas = sorted({schema for schema in arrays[0] if schema is not None})
+            cursor.execute(_SNAPSHOT_SETTINGS_SQL, [*check_timeouts(), schemas])
+            _, _, server_version, server_version_num, current_schema, missing_schemas = (
+                cursor.fetchone()
+            )
             cursor.execute(_SNAPSHOT_TABLES_SQL, arrays)
             live_tables = tuple(CatalogTable(*row) for row in cursor.fetchall())
             cursor.execute(_SNAPSHOT_INDEXES_SQL, arrays)
@@ -443,6 +449,7 @@ def catalog_snapshot(
         building=frozenset(f"{ix.schema}.{ix.name}" for ix in live_indexes if ix.building),
         current_schema=current_schema,
         normalised=normalised,
+        missing_schemas=tuple(missing_schemas),
     )
 
 
