@@ -372,4 +372,17 @@ def build_index_concurrently(
         UnsafeServerVersionError: PostgreSQL 14.0-14.3 without the override.
         IndexBuildError: the index is being built by someone else, or is not valid after.
     """
+    from . import partitions
+
+    connection = schema_editor.connection
+    table = model._meta.db_table
+    if partitions.is_partitioned(connection, table):
+        # CREATE INDEX CONCURRENTLY is refused on a partitioned table: ON ONLY the parent,
+        # then each partition concurrently, attached (partitions.py).
+        schema = buildcontrol.table_schema(connection, table)
+        assert schema is not None
+        done = partitions.build_partitioned_index(
+            schema_editor, model, index, schema, output=output
+        )
+        return BuildOutcome.ADOPTED if done == "adopted" else BuildOutcome.BUILT
     return _SafeBuild(schema_editor, model, index, output).run()

@@ -1,0 +1,266 @@
+"""Concurrent builds on partitioned tables (``partitions.py``) on the real server.
+
+Each test makes a partitioned table by list, hash or range (the range one with a
+hash-partitioned sub-partition), keeps a writer inserting into it during the build, and
+checks the result in the catalog.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+from django.db import connection, models
+from django.test.utils import isolate_apps
+
+from tenant_indexes import partitions
+from tenant_indexes.build import BuildOutcome, build_index_concurrently
+
+TABLE = "ti_part_events"
+INDEX = "ti_part_events_tenant"
+
+LAYOUTS = {
+    "list": (
+        "PARTITION BY LIST (tenant_id)",
+        [f"FOR VALUES IN ({n})" for n in range(1, 4)] + ["DEFAULT"],
+        [],
+    ),
+    "hash": (
+        "PARTITION BY HASH (tenant_id)",
+        [f"FOR VALUES WITH (MODULUS 4, REMAINDER {n})" for n in range(4)],
+        [],
+    ),
+    "range": (
+        "PARTITION BY RANGE (tenant_id)",
+        ["FOR VALUES FROM (MINVALUE) TO (2)", "FOR VALUES FROM (2) TO (3)"],
+        # A sub-partitioned partition: tenants 3 and up, split again by hash.
+        [
+            "FOR VALUES FROM (3) TO (MAXVALUE) PARTITION BY HASH (tenant_id)",
+            [f"FOR VALUES WITH (MODULUS 2, REMAINDER {n})" for n in range(2)],
+        ],
+    ),
+}
+
+
+def _run(sql: str, params: list | None = None) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _raw() -> psycopg.Connection:
+    s = connection.settings_dict
+    kwargs = {"dbname": s["NAME"], "user": s["USER"] or None, "host": s["HOST"] or None}
+    if s.get("PORT"):
+        kwargs["port"] = s["PORT"]
+    return psycopg.connect(autocommit=True, **kwargs)
+
+
+def _create(layout: str) -> int:
+    """The partitioned table with rows in every leaf; returns the number of leaves."""
+    method, bounds, sub = LAYOUTS[layout]
+    _run(f"CREATE TABLE {TABLE} (id bigserial, tenant_id int NOT NULL, status text) {method}")
+    leaves = 0
+    for n, bound in enumerate(bounds):
+        _run(f"CREATE TABLE {TABLE}_{n} PARTITION OF {TABLE} {bound}")
+        leaves += 1
+    if sub:
+        _run(f"CREATE TABLE {TABLE}_sub PARTITION OF {TABLE} {sub[0]}")
+        for n, bound in enumerate(sub[1]):
+            _run(f"CREATE TABLE {TABLE}_sub_{n} PARTITION OF {TABLE}_sub {bound}")
+            leaves += 1
+    _run(
+        f"INSERT INTO {TABLE} (tenant_id, status) "
+        "SELECT 1 + g % 8, 'open' FROM generate_series(1, 20000) g"
+    )
+    return leaves
+
+
+def _drop() -> None:
+    _run(f"DROP TABLE IF EXISTS {TABLE} CASCADE")
+
+
+class _Writer(threading.Thread):
+    """Inserts rows in its own session until stopped; counts them and keeps any error."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.rows = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with _raw() as conn:
+                conn.execute("SET lock_timeout = '30s'")
+                while not self.stop.is_set():
+                    conn.execute(
+                        f"INSERT INTO {TABLE} (tenant_id, status) VALUES (%s, 'new')",
+                        [1 + self.rows % 8],
+                    )
+                    self.rows += 1
+        except BaseException as e:  # reported by the test
+            self.error = e
+
+
+def _model():
+    @isolate_apps("tests.testapp")
+    def make():
+        class Event(models.Model):
+            tenant_id = models.IntegerField()
+            status = models.TextField()
+
+            class Meta:
+                app_label = "testapp"
+                db_table = TABLE
+                managed = False
+
+            def __str__(self) -> str:
+                return str(self.pk)
+
+        return Event
+
+    return make()
+
+
+def _leaf_indexes() -> list[tuple[str, str, bool]]:
+    """(leaf table, its index attached under the parent index, valid) for every leaf."""
+    return _run(
+        """
+        SELECT c.relname, i.relname, ix.indisvalid
+          FROM pg_partition_tree(%s::regclass) t
+          JOIN pg_class c ON c.oid = t.relid
+          LEFT JOIN pg_index ix ON ix.indrelid = c.oid
+          LEFT JOIN pg_class i ON i.oid = ix.indexrelid
+         WHERE t.isleaf AND i.oid IN (SELECT relid FROM pg_partition_tree(%s::regclass))
+         ORDER BY 1
+        """,
+        [TABLE, INDEX],
+    )
+
+
+def _parent_valid() -> bool | None:
+    rows = _run("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [INDEX])
+    return rows[0][0] if rows else None
+
+
+def _build(model) -> BuildOutcome:
+    index = models.Index(fields=["tenant_id"], name=INDEX)
+    with connection.schema_editor(atomic=False) as editor:
+        return build_index_concurrently(editor, model, index)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("layout", ["list", "hash", "range"])
+def test_partitions__build_with_a_writer_attaches_every_leaf_and_the_parent_is_valid(
+    layout: str,
+) -> None:
+    try:
+        leaves = _create(layout)
+        model = _model()
+        writer = _Writer()
+        writer.start()
+        try:
+            outcome = _build(model)
+        finally:
+            writer.stop.set()
+            writer.join(30)
+        assert writer.error is None, writer.error
+        assert writer.rows > 0
+        assert outcome is BuildOutcome.BUILT
+        assert _parent_valid() is True
+        found = _leaf_indexes()
+        assert len(found) == leaves and all(valid for _, _, valid in found), found
+        # A second run finds it done.
+        assert _build(model) is BuildOutcome.ADOPTED
+    finally:
+        _drop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__rerun_after_a_kill_keeps_attached_adopts_valid_rebuilds_invalid() -> None:
+    """State a killed run leaves: the parent ON ONLY, one leaf attached, one leaf with a
+    valid unattached index of the same definition, one with an INVALID one (a concurrent
+    build cancelled by pg_terminate_backend)."""
+    try:
+        _create("hash")
+        model = _model()
+        _run(f"CREATE INDEX {INDEX} ON ONLY {TABLE} (tenant_id)")
+        attached = partitions.child_index_name(INDEX, f"{TABLE}_0")
+        _run(f"CREATE INDEX {attached} ON {TABLE}_0 (tenant_id)")
+        _run(f"ALTER INDEX {INDEX} ATTACH PARTITION {attached}")
+        _run(f"CREATE INDEX own_name_on_1 ON {TABLE}_1 (tenant_id)")
+        invalid = partitions.child_index_name(INDEX, f"{TABLE}_2")
+        # An INVALID index made the honest way: its concurrent build's backend is
+        # terminated while it waits for a transaction that holds a row lock.
+        with _raw() as blocker, _raw() as builder, _raw() as killer:
+            blocker.execute("BEGIN")
+            blocker.execute(f"INSERT INTO {TABLE}_2 (tenant_id, status) VALUES (2, 'x')")
+            pid = builder.execute("SELECT pg_backend_pid()").fetchone()[0]
+            errors: list[BaseException] = []
+
+            def build() -> None:
+                try:
+                    builder.execute(f"CREATE INDEX CONCURRENTLY {invalid} ON {TABLE}_2 (tenant_id)")
+                except psycopg.Error as e:
+                    errors.append(e)
+
+            thread = threading.Thread(target=build, daemon=True)
+            thread.start()
+            for _ in range(600):
+                waiting = killer.execute(
+                    "SELECT count(*) FROM pg_stat_progress_create_index WHERE pid = %s", [pid]
+                ).fetchone()[0]
+                if waiting:
+                    break
+                threading.Event().wait(0.05)
+            killer.execute("SELECT pg_terminate_backend(%s)", [pid])
+            thread.join(30)
+            blocker.execute("ROLLBACK")
+        assert errors, "the build was not terminated"
+        assert _run(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = %s::regclass", [invalid]
+        ) == [(False,)]
+        assert _parent_valid() is False
+        assert _build(model) is BuildOutcome.BUILT
+        assert _parent_valid() is True
+        names = {leaf: name for leaf, name, _ in _leaf_indexes()}
+        assert names[f"{TABLE}_0"] == attached  # kept
+        assert names[f"{TABLE}_1"] == "own_name_on_1"  # adopted, not built twice
+        assert names[f"{TABLE}_2"] == invalid  # dropped and rebuilt under its name
+        assert all(valid for _, _, valid in _leaf_indexes())
+    finally:
+        _drop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__prebuild_then_attach_partition_adopts_it_and_remove_drops_all() -> None:
+    try:
+        _create("list")
+        model = _model()
+        index = models.Index(fields=["tenant_id"], name=INDEX)
+        _build(model)
+        _run(f"CREATE TABLE {TABLE}_late (LIKE {TABLE})")
+        _run(f"INSERT INTO {TABLE}_late (id, tenant_id, status) VALUES (0, 9, 'x')")
+        with connection.schema_editor(atomic=False) as editor:
+            name = partitions.prebuild_for_partition(
+                editor, model, index, "public", f"{TABLE}_late"
+            )
+        _run(f"ALTER TABLE {TABLE} DETACH PARTITION {TABLE}_3")  # the DEFAULT partition
+        _run(f"ALTER TABLE {TABLE} ATTACH PARTITION {TABLE}_late FOR VALUES IN (9)")
+        names = {leaf: n for leaf, n, _ in _leaf_indexes()}
+        assert names[f"{TABLE}_late"] == name  # adopted by ATTACH, not built again
+        assert _parent_valid() is True
+        with connection.schema_editor(atomic=False) as editor:
+            partitions.remove_index(editor, model, index)
+        assert _parent_valid() is None
+        # Every partition's index went with it (the detached one keeps its own).
+        left = _run(
+            "SELECT indexname FROM pg_indexes WHERE tablename LIKE %s AND tablename <> %s",
+            [f"{TABLE}%", f"{TABLE}_3"],
+        )
+        assert left == []
+    finally:
+        _drop()
+        _run(f"DROP TABLE IF EXISTS {TABLE}_3")
