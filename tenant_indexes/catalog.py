@@ -63,6 +63,9 @@ class CatalogIndex:
         exact_size_bytes: ``pg_relation_size()``, read by the usage statistics only.
         last_idx_scan: the time of the last scan, read by the usage statistics only and only
             from PostgreSQL 16 on; ``None`` when never scanned or unknown.
+        partitions_total: for the index of a partitioned table, the leaf partitions under
+            the table (``pg_partition_tree``); ``None`` for an ordinary index.
+        partitions_attached: of those, how many have a valid index attached under this one.
     """
 
     schema: str
@@ -89,6 +92,13 @@ class CatalogIndex:
     building_pid: int | None = None
     exact_size_bytes: int | None = None
     last_idx_scan: datetime | None = None
+    partitions_total: int | None = None
+    partitions_attached: int | None = None
+
+    @property
+    def partitioned(self) -> bool:
+        """An index of a partitioned table (``relkind 'I'``): it holds no rows itself."""
+        return self.partitions_total is not None
 
     @property
     def building(self) -> bool:
@@ -360,7 +370,19 @@ _SNAPSHOT_TABLES_SQL = f"""
       LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 """
 
-_SNAPSHOT_INDEXES_SQL = index_rows_sql(INDEXES_OF_REQUESTED_TABLES, requested=True)
+# For the index of a partitioned table only: its leaf partitions and how many of them have
+# a valid index attached under it (the server marks it valid when all of them do).
+PARTITION_COUNT_COLUMNS = (
+    "CASE WHEN i.relkind = 'I' THEN (SELECT count(*) FROM pg_partition_tree(ix.indrelid) p "
+    "WHERE p.isleaf AND p.level > 0) END",
+    "CASE WHEN i.relkind = 'I' THEN (SELECT count(*) FROM pg_partition_tree(ix.indexrelid) p "
+    "JOIN pg_index cx ON cx.indexrelid = p.relid WHERE p.isleaf AND p.level > 0 "
+    "AND cx.indisvalid) END",
+)
+PARTITION_COUNT_FIELDS = ("partitions_total", "partitions_attached")
+_SNAPSHOT_INDEXES_SQL = index_rows_sql(
+    INDEXES_OF_REQUESTED_TABLES, extra_columns=PARTITION_COUNT_COLUMNS, requested=True
+)
 
 
 def requested_arrays(tables: Iterable[tuple[str | None, str]]) -> list[list[Any]]:
@@ -430,7 +452,9 @@ def catalog_snapshot(
             cursor.execute(_SNAPSHOT_TABLES_SQL, arrays)
             live_tables = tuple(CatalogTable(*row) for row in cursor.fetchall())
             cursor.execute(_SNAPSHOT_INDEXES_SQL, arrays)
-            live_indexes = tuple(index_from_row(row) for row in cursor.fetchall())
+            live_indexes = tuple(
+                index_from_row(row, PARTITION_COUNT_FIELDS) for row in cursor.fetchall()
+            )
             normalised = normalise_definitions(
                 connection, definition_requests(definitions, live_tables, live_indexes)
             )

@@ -270,6 +270,18 @@ def _index_finding(
         )
     if live.building:
         return None
+    if not live.valid and live.partitioned:
+        return Finding(
+            id=E_INVALID,
+            message=f"index {index.name} on partitioned table {live_table.schema}."
+            f"{live_table.name} is INVALID: {live.partitions_attached} of "
+            f"{live.partitions_total} partitions attached; the planner ignores it on the "
+            "partitions without one",
+            hint=f"Finish it: python manage.py repair_tenant_indexes --database {alias} "
+            "builds each missing partition index concurrently and attaches it (a partitioned "
+            "index cannot be dropped or built CONCURRENTLY)",
+            **common,
+        )
     if not live.valid:
         return Finding(
             id=E_INVALID,

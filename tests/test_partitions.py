@@ -16,6 +16,7 @@ from django.test.utils import isolate_apps
 
 from tenant_indexes import partitions
 from tenant_indexes.build import BuildOutcome, build_index_concurrently
+from tenant_indexes.catalog import catalog_snapshot
 
 TABLE = "ti_part_events"
 INDEX = "ti_part_events_tenant"
@@ -223,7 +224,12 @@ def test_partitions__rerun_after_a_kill_keeps_attached_adopts_valid_rebuilds_inv
             "SELECT indisvalid FROM pg_index WHERE indexrelid = %s::regclass", [invalid]
         ) == [(False,)]
         assert _parent_valid() is False
+        # The check's snapshot says how far it got: E002 "1 of 4 partitions attached".
+        (live,) = [ix for ix in catalog_snapshot("default", [(None, TABLE)]).indexes]
+        assert (live.valid, live.partitions_attached, live.partitions_total) == (False, 1, 4)
         assert _build(model) is BuildOutcome.BUILT
+        (live,) = [ix for ix in catalog_snapshot("default", [(None, TABLE)]).indexes]
+        assert (live.valid, live.partitions_attached, live.partitions_total) == (True, 4, 4)
         assert _parent_valid() is True
         names = {leaf: name for leaf, name, _ in _leaf_indexes()}
         assert names[f"{TABLE}_0"] == attached  # kept
@@ -264,3 +270,34 @@ def test_partitions__prebuild_then_attach_partition_adopts_it_and_remove_drops_a
     finally:
         _drop()
         _run(f"DROP TABLE IF EXISTS {TABLE}_3")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__check_reports_n_of_m_attached_with_a_hint_postgresql_accepts() -> None:
+    from tenant_indexes.compare import find_problems
+    from tenant_indexes.declared import DeclaredIndex, TenantTable
+
+    try:
+        _create("hash")
+        _run(f"CREATE INDEX {INDEX} ON ONLY {TABLE} (tenant_id)")
+        child = partitions.child_index_name(INDEX, f"{TABLE}_0")
+        _run(f"CREATE INDEX {child} ON {TABLE}_0 (tenant_id)")
+        _run(f"ALTER INDEX {INDEX} ATTACH PARTITION {child}")
+        declared = DeclaredIndex(table=TABLE, name=INDEX, columns=("tenant_id",))
+        table = TenantTable(
+            app_label="testapp",
+            model="testapp.Event",
+            schema=None,
+            table=TABLE,
+            tenant_column="tenant_id",
+            indexes=(declared,),
+            all_index_names=(INDEX,),
+        )
+        snapshot = catalog_snapshot("default", [(None, TABLE)])
+        e002 = [f for f in find_problems([table], snapshot) if f.id == "tenant_indexes.E002"]
+        (finding,) = e002
+        assert "1 of 4 partitions attached" in finding.message
+        assert "repair_tenant_indexes" in finding.hint
+        assert "DROP INDEX CONCURRENTLY" not in finding.hint  # refused on a partitioned index
+    finally:
+        _drop()
