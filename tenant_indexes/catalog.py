@@ -262,10 +262,21 @@ _INDEX_ROWS_SQL = """
            ix.indisunique, ix.indisprimary, con.conname::text, am.amname::text,
            ix.indisvalid, ix.indisready, ix.indislive,
            pg_get_indexdef(ix.indexrelid),
-           i.relpages::bigint * current_setting('block_size')::bigint,
-           pg_stat_get_numscans(ix.indexrelid),
-           pg_stat_get_tuples_returned(ix.indexrelid),
-           pg_stat_get_tuples_fetched(ix.indexrelid),
+           CASE WHEN i.relkind = 'I' THEN (SELECT sum(c.relpages)::bigint
+                                              FROM pg_partition_tree(ix.indexrelid) p
+                                              JOIN pg_class c ON c.oid = p.relid)
+                ELSE i.relpages::bigint END * current_setting('block_size')::bigint,
+           CASE WHEN i.relkind = 'I' THEN (SELECT sum(pg_stat_get_numscans(p.relid))::bigint
+                                              FROM pg_partition_tree(ix.indexrelid) p)
+                ELSE pg_stat_get_numscans(ix.indexrelid) END,
+           CASE WHEN i.relkind = 'I'
+                THEN (SELECT sum(pg_stat_get_tuples_returned(p.relid))::bigint
+                        FROM pg_partition_tree(ix.indexrelid) p)
+                ELSE pg_stat_get_tuples_returned(ix.indexrelid) END,
+           CASE WHEN i.relkind = 'I'
+                THEN (SELECT sum(pg_stat_get_tuples_fetched(p.relid))::bigint
+                        FROM pg_partition_tree(ix.indexrelid) p)
+                ELSE pg_stat_get_tuples_fetched(ix.indexrelid) END,
            building.pid{extra_columns}
       FROM pg_index ix
       JOIN pg_class i ON i.oid = ix.indexrelid

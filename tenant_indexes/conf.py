@@ -47,8 +47,8 @@ DEFAULTS: dict[str, Any] = {
     # unreachable (exit 2). Applied only when the alias sets no connect_timeout itself.
     "CHECK_CONNECT_TIMEOUT_S": 5,
     # Schemas that each hold a copy of the tenant tables (schema-per-shard layouts): a list,
-    # or the dotted path of a callable returning the names. Empty: django-tenants' tenant
-    # schemas when it is installed, else the tables are looked up on the search_path.
+    # or the dotted path of a callable returning the names. Empty: the tables are looked
+    # up on the connection's search_path.
     "CHECK_SCHEMAS": [],
     # The health-check view and the django-health-check backend (views.py).
     # Database aliases and app labels the probe checks; None means what

@@ -26,9 +26,8 @@ def check_schemas(alias: str | None = None) -> list[str]:
 
     ``TENANT_INDEXES["CHECK_SCHEMAS"]`` is a list of schema names, or the dotted path of a
     callable returning them (called with ``alias=`` when it accepts it, else with no
-    argument, once per call of this function). Empty and django-tenants installed: its
-    tenant schemas (:mod:`tenant_indexes.contrib.django_tenants`). Empty otherwise: the
-    tables are looked up on the connection's search_path.
+    argument, once per call of this function). Empty: the tables are looked up on the
+    connection's search_path.
 
     Raises:
         TenantIndexesConfigError: the path does not import, the callable fails, or it
@@ -56,9 +55,7 @@ def check_schemas(alias: str | None = None) -> list[str]:
     elif configured:
         names, where = configured, "TENANT_INDEXES['CHECK_SCHEMAS']"
     else:
-        from .contrib.django_tenants import tenant_schemas
-
-        return tenant_schemas(alias)
+        return []
     if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
         raise TenantIndexesConfigError(f"{where} must give a list of schema names, not {names!r}")
     return list(dict.fromkeys(names))

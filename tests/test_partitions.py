@@ -301,3 +301,45 @@ def test_partitions__check_reports_n_of_m_attached_with_a_hint_postgresql_accept
         assert "DROP INDEX CONCURRENTLY" not in finding.hint  # refused on a partitioned index
     finally:
         _drop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__usage_sums_scans_tuples_and_sizes_over_the_partition_tree() -> None:
+    """Compared with a direct sum over pg_stat_user_indexes / pg_stat_user_tables."""
+    from tenant_indexes.statistics import usage_snapshot
+
+    try:
+        _create("range")  # with a sub-partitioned partition: three levels
+        _build(_model())
+        with _raw() as reader:
+            reader.execute("SET enable_seqscan = off")
+            for tenant in range(1, 9):
+                reader.execute(f"SELECT count(*) FROM {TABLE} WHERE tenant_id = %s", [tenant])
+            reader.execute("SET enable_seqscan = on")
+            reader.execute("SET enable_indexscan = off")
+            reader.execute("SET enable_bitmapscan = off")
+            reader.execute(f"SELECT count(*) FROM {TABLE}")
+            reader.execute(f"ANALYZE {TABLE}")
+        _run("SELECT pg_stat_force_next_flush()")
+        snapshot = usage_snapshot("default", [(None, TABLE)])
+        (index,) = [ix for ix in snapshot.indexes if ix.name == INDEX]
+        (table,) = snapshot.tables
+        ((scans, read, size),) = _run(
+            "SELECT sum(idx_scan), sum(idx_tup_read), sum(pg_relation_size(indexrelid)) "
+            "FROM pg_stat_user_indexes WHERE relid IN "
+            "(SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf) "
+            "AND indexrelid IN (SELECT relid FROM pg_partition_tree(%s::regclass))",
+            [TABLE, INDEX],
+        )
+        ((seq, live, table_bytes),) = _run(
+            "SELECT sum(seq_scan), sum(n_live_tup), sum(pg_relation_size(relid)) "
+            "FROM pg_stat_user_tables WHERE relid IN "
+            "(SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf)",
+            [TABLE],
+        )
+        assert scans > 0 and seq > 0 and live >= 20000
+        assert (index.idx_scan, index.idx_tup_read, index.exact_size_bytes) == (scans, read, size)
+        assert (table.seq_scan, table.n_live_tup, table.table_bytes) == (seq, live, table_bytes)
+        assert table.estimated_rows >= 20000
+    finally:
+        _drop()
