@@ -70,7 +70,7 @@ def load_rows(rows: int, partitions: int, tenants: int) -> None:
             )
         cursor.execute(
             f"INSERT INTO {TABLE} (tenant_id, status, payload) "
-            "SELECT 1 + (g * 7919) %% %s, (ARRAY['open','pending','closed'])[1 + g %% 3], "
+            "SELECT 1 + (g::bigint * 7919) %% %s, (ARRAY['open','pending','closed'])[1 + g %% 3], "
             "md5(g::text) FROM generate_series(1, %s) g",
             [tenants, rows],
         )
