@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from .sql import qualified_name, quote_identifier, quoting_by_our_rule
 logger = logging.getLogger("tenant_indexes.build")
 
 _MAX_IDENTIFIER = 63
+_CREATE_PREFIX = r"^(CREATE (?:UNIQUE )?INDEX (?:CONCURRENTLY )?)(?!IF NOT EXISTS)"
 
 
 @dataclass(frozen=True)
@@ -338,6 +340,41 @@ def remove_index(schema_editor: Any, model: Any, index: Any) -> None:
         )
         (schema,) = cursor.fetchone()
     drop_partitioned_index(schema_editor, schema, index.name)
+
+
+def partitioned_index_sql(schema_editor: Any, model: Any, index: Any, schema: str) -> list[str]:
+    """The statements :func:`build_partitioned_index` would run now, for ``--dry-run``.
+
+    Each is safe to paste into ``psql`` in order (``IF NOT EXISTS``, and ``ATTACH`` of an
+    index already attached to that parent is a no-op). Adoption of a valid index of another
+    name is what the real run adds; here such a partition gets its own index.
+    """
+    build = _PartitionedBuild(schema_editor, model, index, schema, None)
+    table, parent_index = model._meta.db_table, index.name
+
+    def create(on_schema: str, on_table: str, name: str, concurrently: bool, only: bool) -> str:
+        sql = index_sql(schema_editor, model, index, schema=on_schema, table=on_table,
+                        name=name, concurrently=concurrently, only=only)  # fmt: skip
+        return re.sub(_CREATE_PREFIX, r"\1IF NOT EXISTS ", sql, count=1)
+
+    statements = [create(schema, table, parent_index, False, True)]
+    names = {(schema, table): parent_index}
+    for part in partition_tree(build.connection, schema, table):
+        parent_name = names[(part.parent_schema, part.parent)]
+        child = child_index_name(parent_index, part.name)
+        names[(part.schema, part.name)] = child
+        if part.leaf:
+            own = build._index_of(part.schema, child)
+            if own is not None and not own[0]:
+                statements.append(
+                    f"DROP INDEX CONCURRENTLY IF EXISTS {qualified_name(part.schema, child)}"
+                )
+        statements.append(create(part.schema, part.name, child, part.leaf, not part.leaf))
+        statements.append(
+            f"ALTER INDEX {qualified_name(part.parent_schema, parent_name)} "
+            f"ATTACH PARTITION {qualified_name(part.schema, child)}"
+        )
+    return statements
 
 
 def drop_partitioned_index(schema_editor: Any, schema: str, name: str) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 from django.apps import apps
 from django.db import DatabaseError, connections
 
+from . import partitions
 from .build import build_index_concurrently, build_settings, create_index_sql, drop_index_sql
 from .compare import index_reports
 from .conf import get_config
@@ -139,9 +140,14 @@ def _action_for(report: IndexReport, scoped: bool = False, exists: bool = True) 
         statements = [
             f"SET {name} = {editor.quote_value(value)}" for name, value in session.items()
         ]
-        if report.status == IndexState.INVALID:
-            statements.append(drop_index_sql(report.schema, report.name))
-        statements.append(create_index_sql(editor, model, index, base["schema"]))
+        if partitions.is_partitioned(connection, report.table, report.schema):
+            # Never CONCURRENTLY on the parent (PostgreSQL refuses it): ON ONLY, then each
+            # partition concurrently, attached.
+            statements.extend(partitions.partitioned_index_sql(editor, model, index, report.schema))
+        else:
+            if report.status == IndexState.INVALID:
+                statements.append(drop_index_sql(report.schema, report.name))
+            statements.append(create_index_sql(editor, model, index, base["schema"]))
     kind = RepairKind.REBUILD if report.status == IndexState.INVALID else RepairKind.CREATE
     return RepairAction(kind=kind, statements=tuple(statements), **base)
 

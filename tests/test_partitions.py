@@ -343,3 +343,24 @@ def test_partitions__usage_sums_scans_tuples_and_sizes_over_the_partition_tree()
         assert table.estimated_rows >= 20000
     finally:
         _drop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__dry_run_sql_is_accepted_by_postgresql_and_finishes_a_killed_build() -> None:
+    """The statements repair --dry-run prints, run one by one as psql would."""
+    try:
+        _create("range")
+        model = _model()
+        index = models.Index(fields=["tenant_id"], name=INDEX)
+        _run(f"CREATE INDEX {INDEX} ON ONLY {TABLE} (tenant_id)")  # a run killed early
+        with connection.schema_editor(atomic=False) as editor:
+            statements = partitions.partitioned_index_sql(editor, model, index, "public")
+        assert not any("CONCURRENTLY" in s and f'"{TABLE}" ' in s for s in statements)
+        assert statements[0].startswith("CREATE INDEX IF NOT EXISTS")
+        with _raw() as psql:
+            for statement in statements:
+                psql.execute(statement)
+        assert _parent_valid() is True
+        assert len(_leaf_indexes()) == 4  # two range partitions and two hash sub-partitions
+    finally:
+        _drop()
