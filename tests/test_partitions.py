@@ -364,3 +364,82 @@ def test_partitions__dry_run_sql_is_accepted_by_postgresql_and_finishes_a_killed
         assert len(_leaf_indexes()) == 4  # two range partitions and two hash sub-partitions
     finally:
         _drop()
+
+
+_KILLED_BUILDER = """
+import django, sys
+django.setup()
+from django.db import connection, models
+from tests.test_partitions import INDEX, _model
+from tenant_indexes.build import build_index_concurrently
+with connection.schema_editor(atomic=False) as editor:
+    build_index_concurrently(editor, _model(), models.Index(fields=["tenant_id"], name=INDEX))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__sigkill_of_the_building_process_then_check_is_truthful_and_rerun_heals(
+    tmp_path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    from urllib.parse import quote
+
+    try:
+        _run(
+            f"CREATE TABLE {TABLE} (id bigserial, tenant_id int NOT NULL, status text) "
+            "PARTITION BY HASH (tenant_id)"
+        )
+        for n in range(16):
+            _run(
+                f"CREATE TABLE {TABLE}_{n} PARTITION OF {TABLE} "
+                f"FOR VALUES WITH (MODULUS 16, REMAINDER {n})"
+            )
+        _run(
+            f"INSERT INTO {TABLE} (tenant_id, status) "
+            "SELECT g % 1000, 'open' FROM generate_series(1, 400000) g"
+        )
+        s = connection.settings_dict
+        url = (
+            f"postgres://{s['USER']}@{quote(s['HOST'] or '', safe='')}"
+            f"{':' + str(s['PORT']) if s.get('PORT') else ''}/{s['NAME']}"
+        )
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": url}
+        root = Path(__file__).resolve().parent.parent
+        builder = subprocess.Popen([sys.executable, "-c", _KILLED_BUILDER], cwd=root, env=env)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and builder.poll() is None:
+                rows = _run(
+                    "SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass(%s)", [INDEX]
+                )
+                if rows[0][0] >= 2:
+                    break
+                time.sleep(0.02)
+            assert builder.poll() is None, "the build finished before it could be killed"
+            builder.send_signal(signal.SIGKILL)
+            builder.wait(30)
+        finally:
+            if builder.poll() is None:
+                builder.kill()
+        # The server ends the orphaned backend at its next client check
+        # (client_connection_check_interval); wait until no build of ours runs.
+        for _ in range(600):
+            if not _run(
+                "SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
+                [f"%{TABLE}%CONCURRENTLY%"],
+            ):
+                break
+            time.sleep(0.05)
+        (live,) = catalog_snapshot("default", [(None, TABLE)]).indexes
+        assert live.valid is False and 2 <= live.partitions_attached < 16
+        assert live.partitions_total == 16
+        assert _build(_model()) is BuildOutcome.BUILT
+        (live,) = catalog_snapshot("default", [(None, TABLE)]).indexes
+        assert (live.valid, live.partitions_attached) == (True, 16)
+    finally:
+        _drop()
