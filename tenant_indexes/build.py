@@ -98,11 +98,28 @@ def drop_index_sql(schema: str, name: str) -> str:
     return f"DROP INDEX CONCURRENTLY IF EXISTS {qualified_name(schema, name)}"
 
 
-def create_index_sql(schema_editor: Any, model: Any, index: Any) -> str:
+class _QualifiedTable:
+    """The ``table`` part of Django's index ``Statement``, qualified by its schema."""
+
+    def __init__(self, schema: str, table: str):
+        self.schema, self.table = schema, table
+
+    def references_table(self, table: str) -> bool:
+        return table == self.table
+
+    def __str__(self) -> str:
+        return qualified_name(self.schema, self.table)
+
+
+def create_index_sql(schema_editor: Any, model: Any, index: Any, schema: str | None = None) -> str:
     """The ``CREATE INDEX CONCURRENTLY`` statement Django generates for ``index``, with
-    every identifier quoted by :func:`tenant_indexes.sql.quote_identifier`."""
+    every identifier quoted by :func:`tenant_indexes.sql.quote_identifier`; the table is
+    qualified by ``schema`` when one is given (the index is created in its table's schema)."""
     with quoting_by_our_rule(schema_editor):
-        return str(index.create_sql(model, schema_editor, concurrently=True))
+        statement = index.create_sql(model, schema_editor, concurrently=True)
+        if schema is not None:
+            statement.parts["table"] = _QualifiedTable(schema, model._meta.db_table)
+        return str(statement)
 
 
 def build_settings(config: dict[str, Any]) -> dict[str, str]:
@@ -355,6 +372,19 @@ def build_index_concurrently(
         UnsafeServerVersionError: PostgreSQL 14.0-14.3 without the override.
         IndexBuildError: the index is being built by someone else, or is not valid after.
     """
+    from . import partitions
+
+    connection = schema_editor.connection
+    table = model._meta.db_table
+    if partitions.is_partitioned(connection, table):
+        # CREATE INDEX CONCURRENTLY is refused on a partitioned table: ON ONLY the parent,
+        # then each partition concurrently, attached (partitions.py).
+        schema = buildcontrol.table_schema(connection, table)
+        assert schema is not None
+        done = partitions.build_partitioned_index(
+            schema_editor, model, index, schema, output=output
+        )
+        return BuildOutcome.ADOPTED if done == "adopted" else BuildOutcome.BUILT
     return _SafeBuild(schema_editor, model, index, output).run()
 
 

@@ -63,6 +63,9 @@ class CatalogIndex:
         exact_size_bytes: ``pg_relation_size()``, read by the usage statistics only.
         last_idx_scan: the time of the last scan, read by the usage statistics only and only
             from PostgreSQL 16 on; ``None`` when never scanned or unknown.
+        partitions_total: for the index of a partitioned table, the leaf partitions under
+            the table (``pg_partition_tree``); ``None`` for an ordinary index.
+        partitions_attached: of those, how many have a valid index attached under this one.
     """
 
     schema: str
@@ -89,6 +92,13 @@ class CatalogIndex:
     building_pid: int | None = None
     exact_size_bytes: int | None = None
     last_idx_scan: datetime | None = None
+    partitions_total: int | None = None
+    partitions_attached: int | None = None
+
+    @property
+    def partitioned(self) -> bool:
+        """An index of a partitioned table (``relkind 'I'``): it holds no rows itself."""
+        return self.partitions_total is not None
 
     @property
     def building(self) -> bool:
@@ -158,6 +168,7 @@ class CatalogSnapshot:
     building: frozenset[str] = frozenset()
     current_schema: str | None = None
     normalised: tuple[NormalisedDefinition, ...] = ()
+    missing_schemas: tuple[str, ...] = ()
 
     # Lookups are dictionaries built once per snapshot: at thousands of tables a linear scan
     # per declared index would make the comparison quadratic.
@@ -251,10 +262,21 @@ _INDEX_ROWS_SQL = """
            ix.indisunique, ix.indisprimary, con.conname::text, am.amname::text,
            ix.indisvalid, ix.indisready, ix.indislive,
            pg_get_indexdef(ix.indexrelid),
-           i.relpages::bigint * current_setting('block_size')::bigint,
-           pg_stat_get_numscans(ix.indexrelid),
-           pg_stat_get_tuples_returned(ix.indexrelid),
-           pg_stat_get_tuples_fetched(ix.indexrelid),
+           CASE WHEN i.relkind = 'I' THEN (SELECT sum(c.relpages)::bigint
+                                              FROM pg_partition_tree(ix.indexrelid) p
+                                              JOIN pg_class c ON c.oid = p.relid)
+                ELSE i.relpages::bigint END * current_setting('block_size')::bigint,
+           CASE WHEN i.relkind = 'I' THEN (SELECT sum(pg_stat_get_numscans(p.relid))::bigint
+                                              FROM pg_partition_tree(ix.indexrelid) p)
+                ELSE pg_stat_get_numscans(ix.indexrelid) END,
+           CASE WHEN i.relkind = 'I'
+                THEN (SELECT sum(pg_stat_get_tuples_returned(p.relid))::bigint
+                        FROM pg_partition_tree(ix.indexrelid) p)
+                ELSE pg_stat_get_tuples_returned(ix.indexrelid) END,
+           CASE WHEN i.relkind = 'I'
+                THEN (SELECT sum(pg_stat_get_tuples_fetched(p.relid))::bigint
+                        FROM pg_partition_tree(ix.indexrelid) p)
+                ELSE pg_stat_get_tuples_fetched(ix.indexrelid) END,
            building.pid{extra_columns}
       FROM pg_index ix
       JOIN pg_class i ON i.oid = ix.indexrelid
@@ -343,7 +365,9 @@ _SNAPSHOT_SETTINGS_SQL = """
            set_config('lock_timeout', %s, true),
            current_setting('server_version'),
            current_setting('server_version_num')::int,
-           current_schema()
+           current_schema(),
+           array(SELECT s FROM unnest(%s::text[]) AS s
+                  WHERE to_regnamespace(quote_ident(s)) IS NULL ORDER BY s)
 """
 
 _SNAPSHOT_TABLES_SQL = f"""
@@ -357,7 +381,19 @@ _SNAPSHOT_TABLES_SQL = f"""
       LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 """
 
-_SNAPSHOT_INDEXES_SQL = index_rows_sql(INDEXES_OF_REQUESTED_TABLES, requested=True)
+# For the index of a partitioned table only: its leaf partitions and how many of them have
+# a valid index attached under it (the server marks it valid when all of them do).
+PARTITION_COUNT_COLUMNS = (
+    "CASE WHEN i.relkind = 'I' THEN (SELECT count(*) FROM pg_partition_tree(ix.indrelid) p "
+    "WHERE p.isleaf AND p.level > 0) END",
+    "CASE WHEN i.relkind = 'I' THEN (SELECT count(*) FROM pg_partition_tree(ix.indexrelid) p "
+    "JOIN pg_index cx ON cx.indexrelid = p.relid WHERE p.isleaf AND p.level > 0 "
+    "AND cx.indisvalid) END",
+)
+PARTITION_COUNT_FIELDS = ("partitions_total", "partitions_attached")
+_SNAPSHOT_INDEXES_SQL = index_rows_sql(
+    INDEXES_OF_REQUESTED_TABLES, extra_columns=PARTITION_COUNT_COLUMNS, requested=True
+)
 
 
 def requested_arrays(tables: Iterable[tuple[str | None, str]]) -> list[list[Any]]:
@@ -419,12 +455,17 @@ def catalog_snapshot(
                 # Only possible as the first statement of a transaction; inside a caller's
                 # transaction we issue nothing but SELECTs anyway.
                 cursor.execute("SET TRANSACTION READ ONLY")
-            cursor.execute(_SNAPSHOT_SETTINGS_SQL, check_timeouts())
-            _, _, server_version, server_version_num, current_schema = cursor.fetchone()
+            schemas = sorted({schema for schema in arrays[0] if schema is not None})
+            cursor.execute(_SNAPSHOT_SETTINGS_SQL, [*check_timeouts(), schemas])
+            _, _, server_version, server_version_num, current_schema, missing_schemas = (
+                cursor.fetchone()
+            )
             cursor.execute(_SNAPSHOT_TABLES_SQL, arrays)
             live_tables = tuple(CatalogTable(*row) for row in cursor.fetchall())
             cursor.execute(_SNAPSHOT_INDEXES_SQL, arrays)
-            live_indexes = tuple(index_from_row(row) for row in cursor.fetchall())
+            live_indexes = tuple(
+                index_from_row(row, PARTITION_COUNT_FIELDS) for row in cursor.fetchall()
+            )
             normalised = normalise_definitions(
                 connection, definition_requests(definitions, live_tables, live_indexes)
             )
@@ -443,6 +484,7 @@ def catalog_snapshot(
         building=frozenset(f"{ix.schema}.{ix.name}" for ix in live_indexes if ix.building),
         current_schema=current_schema,
         normalised=normalised,
+        missing_schemas=tuple(missing_schemas),
     )
 
 

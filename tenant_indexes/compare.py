@@ -15,6 +15,7 @@ from .findings import (
     E_DRIFT,
     E_INVALID,
     E_MISSING,
+    E_MISSING_SCHEMA,
     E_MISSING_TABLE,
     E_NO_TENANT_LEADING,
     Finding,
@@ -198,8 +199,24 @@ def find_problems(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> l
         The findings, table by table in declaration order.
     """
     alias = snapshot.alias
-    findings: list[Finding] = []
+    findings: list[Finding] = [
+        Finding(
+            id=E_MISSING_SCHEMA,
+            level=Level.ERROR,
+            database=alias,
+            schema=missing,
+            table="",
+            index=None,
+            message=f"schema {missing} of TENANT_INDEXES['CHECK_SCHEMAS'] does not exist, "
+            "so none of its tenant tables could be checked",
+            hint="Create the schema and migrate it, or take it out of CHECK_SCHEMAS (or "
+            "out of what its callable returns)",
+        )
+        for missing in snapshot.missing_schemas
+    ]
     for table in tables:
+        if table.schema is not None and table.schema in snapshot.missing_schemas:
+            continue  # one E040 for the schema, not one E005 per table
         live_table = snapshot.table(table.schema, table.table)
         schema = table.schema or snapshot.current_schema
         label = f"{schema}.{table.table}" if schema else table.table
@@ -253,6 +270,18 @@ def _index_finding(
         )
     if live.building:
         return None
+    if not live.valid and live.partitioned:
+        return Finding(
+            id=E_INVALID,
+            message=f"index {index.name} on partitioned table {live_table.schema}."
+            f"{live_table.name} is INVALID: {live.partitions_attached} of "
+            f"{live.partitions_total} partitions attached; the planner ignores it on the "
+            "partitions without one",
+            hint=f"Finish it: python manage.py repair_tenant_indexes --database {alias} "
+            "builds each missing partition index concurrently and attaches it (a partitioned "
+            "index cannot be dropped or built CONCURRENTLY)",
+            **common,
+        )
     if not live.valid:
         return Finding(
             id=E_INVALID,

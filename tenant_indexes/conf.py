@@ -46,8 +46,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds to wait for a connection before the check reports the database as
     # unreachable (exit 2). Applied only when the alias sets no connect_timeout itself.
     "CHECK_CONNECT_TIMEOUT_S": 5,
-    # Schemas that each hold a copy of the tenant tables (schema-per-shard layouts). Empty:
-    # the tables are looked up on the connection's search_path.
+    # Schemas that each hold a copy of the tenant tables (schema-per-shard layouts): a list,
+    # or the dotted path of a callable returning the names. Empty: the tables are looked
+    # up on the connection's search_path.
     "CHECK_SCHEMAS": [],
     # The health-check view and the django-health-check backend (views.py).
     # Database aliases and app labels the probe checks; None means what
@@ -112,6 +113,8 @@ def get_config() -> dict[str, Any]:
             f"Known keys: {', '.join(sorted(DEFAULTS))}."
         )
     for key, value in user.items():
+        if key == "CHECK_SCHEMAS" and isinstance(value, str):
+            continue  # a dotted path to a callable (tenant_indexes.targeting.check_schemas)
         expected = _accepted_types(DEFAULTS[key])
         if expected and (
             isinstance(value, bool) != (bool in expected) or not isinstance(value, expected)

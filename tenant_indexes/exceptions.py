@@ -77,3 +77,7 @@ class TenantScopeError(TenantIndexesError):
 class TenantModelNotConfigured(TenantIndexesError, ImproperlyConfigured):
     """No tenant model is configured, or ``TENANT_INDEXES["TENANT_MODEL"]`` names a model that
     is not installed (system check ``tenant_indexes.E010``)."""
+
+
+class SchemaNotFound(TenantIndexesError):
+    """A schema named by ``TENANT_INDEXES["CHECK_SCHEMAS"]`` does not exist."""

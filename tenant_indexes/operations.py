@@ -20,6 +20,7 @@ from django.db.migrations.operations import AddIndex, RemoveIndex
 from django.db.migrations.state import ProjectState
 from django.db.models import Index
 
+from . import partitions
 from .build import build_index_concurrently
 from .progress import migrate_output
 
@@ -89,7 +90,7 @@ class AddIndexConcurrently(_NotInTransactionMixin, AddIndex):
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return
         if _is_postgresql(schema_editor):
-            schema_editor.remove_index(model, self.index, concurrently=True)
+            partitions.remove_index(schema_editor, model, self.index)
         else:
             schema_editor.remove_index(model, self.index)
 
@@ -112,7 +113,7 @@ class RemoveIndexConcurrently(_NotInTransactionMixin, RemoveIndex):
             return
         index = self._index_from(from_state, app_label)
         if _is_postgresql(schema_editor):
-            schema_editor.remove_index(model, index, concurrently=True)
+            partitions.remove_index(schema_editor, model, index)
         else:
             schema_editor.remove_index(model, index)
 

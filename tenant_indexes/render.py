@@ -362,15 +362,23 @@ def render_repair_sql(actions: Sequence[Any]) -> str:
     lines: list[str] = []
     for action in actions:
         if action.kind in (RepairKind.CREATE, RepairKind.REBUILD):
-            lines.append(f"-- {action.database}: {action.kind} {action.index}")
+            where = f"{action.schema}." if action.schema else ""
+            lines.append(f"-- {action.database}: {action.kind} {where}{action.index}")
             lines.extend(f"{statement};" for statement in action.statements)
     return "".join(line + "\n" for line in lines)
+
+
+def render_action_name(action: Any) -> str:
+    """``alias: schema.index`` (the schema only where one was checked)."""
+    where = f"{action.schema}." if action.schema else ""
+    return f"{action.database}: {where}{action.index}"
 
 
 def render_not_repaired(actions: Sequence[Any]) -> list[str]:
     """One line per declared index the repair cannot fix, with the reason."""
     return [
-        f"{a.database}: {a.index} on {a.table} is {a.state}, not repaired: {a.reason}"
+        f"{a.database}: {a.index} on {a.schema + '.' if a.schema else ''}{a.table} is "
+        f"{a.state}, not repaired: {a.reason}"
         for a in actions
         if a.kind == RepairKind.CANNOT
     ]

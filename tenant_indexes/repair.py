@@ -15,22 +15,25 @@ definition) is reported and left alone, as the migration operation does.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from django.apps import apps
 from django.db import DatabaseError, connections
 
+from . import partitions
 from .build import build_index_concurrently, build_settings, create_index_sql, drop_index_sql
 from .compare import index_reports
 from .conf import get_config
-from .exceptions import IndexBuildError
+from .exceptions import IndexBuildError, SchemaNotFound
 from .findings import IndexState
 from .health import snapshot_for
 from .progress import BuildOutput
 from .reports import IndexReport
-from .targeting import resolve_databases, tenant_tables_for
+from .targeting import resolve_databases, search_path_of, tenant_tables_for
 
 if TYPE_CHECKING:
     from django.db.backends.postgresql.base import DatabaseWrapper as PostgreSQLWrapper
@@ -58,6 +61,9 @@ class RepairAction:
         statements: the SQL it runs, in order (empty unless it creates or rebuilds).
         reason: why nothing can be done, for :attr:`RepairKind.CANNOT`.
         model: the model label.
+        schema: the checked schema the table is in (``CHECK_SCHEMAS``, django-tenants);
+            ``None`` when the table is found on the search_path. The build runs with this
+            schema first on its search_path, and the SQL names it.
     """
 
     database: str
@@ -68,6 +74,7 @@ class RepairAction:
     statements: tuple[str, ...] = ()
     reason: str = ""
     model: str = ""
+    schema: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,15 +102,17 @@ class _ActionSubject(TypedDict):
     index: str
     state: IndexState
     model: str
+    schema: str | None
 
 
-def _action_for(report: IndexReport) -> RepairAction:
+def _action_for(report: IndexReport, scoped: bool = False, exists: bool = True) -> RepairAction:
     base: _ActionSubject = {
         "database": report.database,
         "table": report.table,
         "index": report.name,
         "state": report.status,
         "model": report.model,
+        "schema": report.schema if scoped else None,
     }
     if report.status == IndexState.OK:
         return RepairAction(kind=RepairKind.NOTHING, **base)
@@ -113,7 +122,7 @@ def _action_for(report: IndexReport) -> RepairAction:
     if report.status == IndexState.BUILDING:
         reason = "a build of it is running right now"
         return RepairAction(kind=RepairKind.CANNOT, reason=reason, **base)
-    if report.schema is None:
+    if report.schema is None or not exists:
         reason = f'table "{report.table}" does not exist: run migrate'
         return RepairAction(kind=RepairKind.CANNOT, reason=reason, **base)
     declared = _declared_index(report.model, report.name)
@@ -131,9 +140,14 @@ def _action_for(report: IndexReport) -> RepairAction:
         statements = [
             f"SET {name} = {editor.quote_value(value)}" for name, value in session.items()
         ]
-        if report.status == IndexState.INVALID:
-            statements.append(drop_index_sql(report.schema, report.name))
-        statements.append(create_index_sql(editor, model, index))
+        if partitions.is_partitioned(connection, report.table, report.schema):
+            # Never CONCURRENTLY on the parent (PostgreSQL refuses it): ON ONLY, then each
+            # partition concurrently, attached.
+            statements.extend(partitions.partitioned_index_sql(editor, model, index, report.schema))
+        else:
+            if report.status == IndexState.INVALID:
+                statements.append(drop_index_sql(report.schema, report.name))
+            statements.append(create_index_sql(editor, model, index, base["schema"]))
     kind = RepairKind.REBUILD if report.status == IndexState.INVALID else RepairKind.CREATE
     return RepairAction(kind=kind, statements=tuple(statements), **base)
 
@@ -151,12 +165,23 @@ def plan_repairs(
         CatalogUnavailable: a database is not PostgreSQL, unreachable, or timed out.
         UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
         UnknownAppLabel: an app label is not installed.
+        SchemaNotFound: a checked schema does not exist.
     """
     actions: list[RepairAction] = []
     for alias in resolve_databases(databases, app_labels):
         tables = tenant_tables_for(alias, app_labels)
         snapshot = snapshot_for(alias, tables)
-        actions.extend(_action_for(report) for report in index_reports(tables, snapshot))
+        if snapshot.missing_schemas:
+            raise SchemaNotFound(
+                f"database {alias!r}: schema(s) {', '.join(snapshot.missing_schemas)} of "
+                "TENANT_INDEXES['CHECK_SCHEMAS'] do not exist"
+            )
+        scoped = any(t.schema is not None for t in tables)
+        present = {(t.schema, t.name) for t in snapshot.tables}
+        actions.extend(
+            _action_for(report, scoped, (report.schema, report.table) in present)
+            for report in index_reports(tables, snapshot)
+        )
     return tuple(actions)
 
 
@@ -177,23 +202,64 @@ def still_unhealthy(
 
 
 def run_repairs(
-    actions: Sequence[RepairAction], output: BuildOutput | None = None
+    actions: Sequence[RepairAction],
+    output: BuildOutput | None = None,
+    jobs: int = 1,
+    on_done: Callable[[RepairResult, int, int], None] | None = None,
 ) -> tuple[RepairResult, ...]:
-    """Carry out the CREATE and REBUILD actions, one index at a time.
+    """Carry out the CREATE and REBUILD actions.
 
-    A failure (a lock wait that ran out of retries, a build that did not end valid) is
-    recorded in its result and the next index is tried.
+    The actions are grouped by database and schema; ``jobs`` groups are worked on at once,
+    each in its own thread with its own connection, and within a group one index is built
+    at a time, so no more than ``jobs`` concurrent builds ever run. A failure (a lock wait
+    that ran out of retries, a build that did not end valid) is recorded in its result and
+    the next index is tried. A repair that is killed leaves at most ``jobs`` INVALID
+    indexes, which the next run rebuilds: it plans from the catalog again.
+
+    Args:
+        actions: from :func:`plan_repairs`.
+        output: where a single build's progress goes (``jobs`` 1 only: interleaved bars of
+            several builds would be unreadable).
+        jobs: how many schemas (or databases) to build in at once.
+        on_done: called after each index with its result, how many are done, and the total.
     """
-    results = []
-    for action in actions:
-        if not needs_work(action):
-            continue
-        model, index = _declared_index(action.model, action.index)  # type: ignore[misc]
+    work = [a for a in actions if needs_work(a)]
+    groups: dict[tuple[str, str | None], list[RepairAction]] = {}
+    for action in work:
+        groups.setdefault((action.database, action.schema), []).append(action)
+    results: list[RepairResult] = []
+    lock = threading.Lock()
+
+    def build_group(group: list[RepairAction], in_thread: bool) -> None:
+        database, schema = group[0].database, group[0].schema
         try:
-            with connections[action.database].schema_editor(atomic=False) as editor:
-                outcome = build_index_concurrently(editor, model, index, output=output)
-        except (IndexBuildError, DatabaseError) as e:
-            results.append(RepairResult(action, done=False, detail=str(e).strip()))
-        else:
-            results.append(RepairResult(action, done=True, detail=outcome.value))
-    return tuple(results)
+            with search_path_of(connections[database], schema):
+                for action in group:
+                    result = _run_one(action, output if not in_thread else None)
+                    with lock:
+                        results.append(result)
+                        if on_done is not None:
+                            on_done(result, len(results), len(work))
+        finally:
+            if in_thread:
+                connections[database].close()
+
+    if jobs <= 1 or len(groups) <= 1:
+        for group in groups.values():
+            build_group(group, in_thread=False)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="repair") as pool:
+            for future in [pool.submit(build_group, g, True) for g in groups.values()]:
+                future.result()
+    order = {id(a): n for n, a in enumerate(work)}
+    return tuple(sorted(results, key=lambda r: order[id(r.action)]))
+
+
+def _run_one(action: RepairAction, output: BuildOutput | None) -> RepairResult:
+    model, index = _declared_index(action.model, action.index)  # type: ignore[misc]
+    try:
+        with connections[action.database].schema_editor(atomic=False) as editor:
+            outcome = build_index_concurrently(editor, model, index, output=output)
+    except (IndexBuildError, DatabaseError) as e:
+        return RepairResult(action, done=False, detail=str(e).strip())
+    return RepairResult(action, done=True, detail=outcome.value)

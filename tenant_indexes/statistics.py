@@ -127,27 +127,47 @@ _INDEX_USAGE_FIELDS = ("exact_size_bytes", "last_idx_scan")
 def _index_usage_sql(recent: bool) -> str:
     # pg_stat_get_lastscan() (last_idx_scan) exists from 16 on.
     last_scan = "pg_stat_get_lastscan(ix.indexrelid)" if recent else "NULL::timestamptz"
+    partition_scan = last_scan.replace("ix.indexrelid", "p.relid")
     return index_rows_sql(
         INDEXES_OF_REQUESTED_TABLES,
-        extra_columns=("pg_relation_size(ix.indexrelid)", last_scan),
+        extra_columns=(
+            "CASE WHEN i.relkind = 'I' THEN (SELECT sum(pg_relation_size(p.relid))::bigint "
+            "FROM pg_partition_tree(ix.indexrelid) p) ELSE pg_relation_size(ix.indexrelid) END",
+            f"CASE WHEN i.relkind = 'I' THEN (SELECT max({partition_scan}) "
+            f"FROM pg_partition_tree(ix.indexrelid) p) ELSE {last_scan} END",
+        ),
         requested=True,
     )
 
 
+# A partitioned table (relkind 'p') has no rows or scans of its own: everything is summed
+# over its leaf partitions (pg_partition_tree, which lists nothing for an ordinary table).
 _TABLE_USAGE_SQL = f"""
 WITH requested AS ({REQUESTED_TABLES_SQL})
 SELECT n.nspname, c.relname,
-       coalesce(s.seq_scan, 0),
-       coalesce(s.seq_tup_read, 0),
-       coalesce(s.idx_scan, 0),
-       coalesce(s.n_live_tup, 0),
-       {{last_seq_scan}},
-       pg_relation_size(c.oid),
-       pg_total_relation_size(c.oid),
-       c.reltuples::float8
+       coalesce(t.seq_scan, 0),
+       coalesce(t.seq_tup_read, 0),
+       coalesce(t.idx_scan, 0),
+       coalesce(t.n_live_tup, 0),
+       t.last_seq_scan,
+       coalesce(t.table_bytes, 0),
+       coalesce(t.total_bytes, 0),
+       CASE WHEN c.relkind = 'p' THEN coalesce(t.reltuples, 0) ELSE c.reltuples::float8 END
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
-  LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+  LEFT JOIN LATERAL (
+      SELECT sum(s.seq_scan)::bigint AS seq_scan, sum(s.seq_tup_read)::bigint AS seq_tup_read,
+             sum(s.idx_scan)::bigint AS idx_scan, sum(s.n_live_tup)::bigint AS n_live_tup,
+             max({{last_seq_scan}}) AS last_seq_scan,
+             sum(pg_relation_size(p.relid))::bigint AS table_bytes,
+             sum(pg_total_relation_size(p.relid))::bigint AS total_bytes,
+             sum(greatest(pc.reltuples, 0))::float8 AS reltuples
+        FROM (SELECT relid FROM pg_partition_tree(c.oid) WHERE c.relkind = 'p' AND isleaf
+              UNION ALL
+              SELECT c.oid WHERE c.relkind <> 'p') p
+        JOIN pg_class pc ON pc.oid = p.relid
+        LEFT JOIN pg_stat_all_tables s ON s.relid = p.relid
+  ) t ON true
  WHERE c.oid IN (SELECT oid FROM requested)
  ORDER BY n.nspname, c.relname
 """
@@ -190,7 +210,9 @@ def usage_snapshot(using: str, tables: Sequence[tuple[str | None, str]]) -> Usag
         cursor.execute(_index_usage_sql(recent), arrays)
         indexes = tuple(index_from_row(row, _INDEX_USAGE_FIELDS) for row in cursor.fetchall())
         cursor.execute(
-            _TABLE_USAGE_SQL.format(last_seq_scan="s.last_seq_scan" if recent else "NULL"),
+            _TABLE_USAGE_SQL.format(
+                last_seq_scan="s.last_seq_scan" if recent else "NULL::timestamptz"
+            ),
             arrays,
         )
         table_rows = tuple(TableUsage(*row) for row in cursor.fetchall())

@@ -6,22 +6,111 @@ command.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
+from django.utils.module_loading import import_string
 
 from .conf import get_config
 from .declared import TenantTable, declared_tenant_tables
-from .exceptions import UnknownAppLabel, UnknownDatabaseAlias
+from .exceptions import TenantIndexesConfigError, UnknownAppLabel, UnknownDatabaseAlias
+
+
+def check_schemas(alias: str | None = None) -> list[str]:
+    """The schemas that each hold a copy of the tenant tables, in order, each once.
+
+    ``TENANT_INDEXES["CHECK_SCHEMAS"]`` is a list of schema names, or the dotted path of a
+    callable returning them (called with ``alias=`` when it accepts it, else with no
+    argument, once per call of this function). Empty: the tables are looked up on the
+    connection's search_path.
+
+    Raises:
+        TenantIndexesConfigError: the path does not import, the callable fails, or it
+            returns something other than schema names.
+    """
+    configured = get_config()["CHECK_SCHEMAS"]
+    if isinstance(configured, str):
+        try:
+            source = import_string(configured)
+        except ImportError as e:
+            raise TenantIndexesConfigError(
+                f"TENANT_INDEXES['CHECK_SCHEMAS'] = {configured!r} does not import: {e}"
+            ) from e
+        try:
+            try:
+                names = source(alias=alias)
+            except TypeError:
+                names = source()
+        except Exception as e:
+            raise TenantIndexesConfigError(
+                f"TENANT_INDEXES['CHECK_SCHEMAS'] callable {configured!r} failed: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        where = f"the callable {configured!r}"
+    elif configured:
+        names, where = configured, "TENANT_INDEXES['CHECK_SCHEMAS']"
+    else:
+        return []
+    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+        raise TenantIndexesConfigError(f"{where} must give a list of schema names, not {names!r}")
+    return list(dict.fromkeys(names))
+
+
+@contextlib.contextmanager
+def search_path_of(connection: Any, schema: str | None) -> Iterator[None]:
+    """Resolve unqualified names in ``schema`` (then ``public``) on ``connection`` for the
+    block, as django-tenants does for a tenant; ``None`` changes nothing."""
+    if schema is None:
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('search_path')")
+        (previous,) = cursor.fetchone()
+        path = [schema] if schema == "public" else [schema, "public"]
+        cursor.execute(
+            "SELECT set_config('search_path', "
+            "array_to_string(array(SELECT quote_ident(s) FROM unnest(%s::text[]) s), ', '), "
+            "false)",
+            [path],
+        )
+    try:
+        yield
+    finally:
+        # After a terminated backend there is no session left to restore.
+        with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('search_path', %s, false)", [previous])
+
+
+def missing_schemas(alias: str, schemas: Sequence[str | None]) -> list[str]:
+    """Which of ``schemas`` (``None`` entries ignored) do not exist on ``alias``.
+
+    One bounded, read-only statement; none at all when no schema is named.
+    """
+    from .catalog import bounded_read, check_timeouts
+
+    wanted = sorted({s for s in schemas if s is not None})
+    if not wanted:
+        return []
+    with bounded_read(alias) as cursor:
+        cursor.execute(
+            "SELECT s FROM (SELECT set_config('statement_timeout', %s, true), "
+            "set_config('lock_timeout', %s, true)) AS bounds, unnest(%s::text[]) AS s "
+            "WHERE to_regnamespace(quote_ident(s)) IS NULL ORDER BY s",
+            [*check_timeouts(), wanted],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def tenant_tables_for(alias: str, app_labels: Sequence[str] | None = None) -> list[TenantTable]:
-    """The declared tenant tables to look for on one alias, one copy per configured schema."""
+    """The declared tenant tables to look for on one alias, one copy per checked schema
+    (:func:`check_schemas`)."""
     tables = declared_tenant_tables(alias, app_labels)
-    schemas = list(get_config()["CHECK_SCHEMAS"] or [])
+    schemas = check_schemas(alias)
     if not schemas:
         return list(tables)
     return [

@@ -31,7 +31,7 @@ from .statistics import (
     tenant_query_plans,
     usage_snapshot,
 )
-from .targeting import resolve_databases, tenant_tables_for
+from .targeting import missing_schemas, resolve_databases, tenant_tables_for
 from .usageanalysis import (
     IndexStats,
     StatsAge,
@@ -138,6 +138,14 @@ def collect_usage(
             reports.append(replace(unreadable, error=error))
             continue
         try:
+            missing = missing_schemas(alias, [t.schema for t in tables])
+            if missing:
+                error = (
+                    f"database {alias!r}: schema(s) {', '.join(missing)} of "
+                    "TENANT_INDEXES['CHECK_SCHEMAS'] do not exist"
+                )
+                reports.append(replace(unreadable, error=error))
+                continue
             snapshot = usage_snapshot(alias, [(t.schema, t.table) for t in tables])
         except DatabaseError as e:
             reports.append(replace(unreadable, error=f"database {alias!r}: {first_error_line(e)}"))

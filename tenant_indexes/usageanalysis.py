@@ -239,7 +239,16 @@ def analyse_usage(
         for index in snapshot.indexes:
             by_alias.setdefault(_index_key(index), {})[snapshot.server.alias] = index
 
-    redundant = find_redundant(first.indexes)
+    # Verdicts are keyed by (schema, name): every checked schema may hold an index of the
+    # same name, and only an index of its own schema can make one redundant.
+    by_schema: dict[str, list[CatalogIndex]] = {}
+    for index in first.indexes:
+        by_schema.setdefault(index.schema, []).append(index)
+    redundant = {
+        (schema, name): other
+        for schema, group in by_schema.items()
+        for name, other in find_redundant(group).items()
+    }
     index_stats = []
     for index in first.indexes:
         seen = by_alias[_index_key(index)]
@@ -256,7 +265,7 @@ def analyse_usage(
             verdict = UnusedVerdict.TOO_YOUNG
         else:
             verdict = UnusedVerdict.UNUSED
-        covering = redundant.get(index.name)
+        covering = redundant.get((index.schema, index.name))
         acknowledged = covering is not None and (
             index.name in thresholds.acknowledged_redundant
             or f"{index.schema}.{index.name}" in thresholds.acknowledged_redundant

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
 from tenant_indexes.exceptions import TenantIndexesError
 from tenant_indexes.progress import BuildOutput
-from tenant_indexes.render import render_not_repaired, render_repair_sql
+from tenant_indexes.render import render_action_name, render_not_repaired, render_repair_sql
 from tenant_indexes.repair import RepairKind, plan_repairs, run_repairs, still_unhealthy
 
 from ._base import ExitCodeArgumentsMixin, add_target_arguments, targets
@@ -34,8 +35,15 @@ class Command(ExitCodeArgumentsMixin, BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="Print the SQL a repair would run; run none."
         )
+        parser.add_argument(
+            "--jobs",
+            type=_positive,
+            default=1,
+            help="Build in this many schemas at once, one index at a time in each (default 1).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.verbosity = options["verbosity"]
         try:
             actions = plan_repairs(**targets(options))
         except TenantIndexesError as e:
@@ -46,13 +54,33 @@ class Command(ExitCodeArgumentsMixin, BaseCommand):
             self.stdout.write(render_repair_sql(actions), ending="")
             failed = still_unhealthy(actions)
         else:
-            results = run_repairs(actions, BuildOutput(self.stdout, options["verbosity"]))
+            results = run_repairs(
+                actions,
+                BuildOutput(self.stdout, options["verbosity"]),
+                jobs=options["jobs"],
+                on_done=self._progress if options["jobs"] > 1 else None,
+            )
             for result in results:
                 if not result.done:
-                    self.stderr.write(f"{result.action.index}: {result.detail}")
+                    self.stderr.write(f"{render_action_name(result.action)}: {result.detail}")
             failed = still_unhealthy(actions, results)
         if options["verbosity"] >= 1 and all(a.kind == RepairKind.NOTHING for a in actions):
             self.stdout.write("Every declared tenant index is present and valid.")
         if failed:
             verb = "need repair" if options["dry_run"] else "still unhealthy"
             raise CommandError(f"{failed} tenant index(es) {verb}", returncode=1)
+
+    def _progress(self, result: Any, done: int, total: int) -> None:
+        if self.verbosity >= 1:
+            state = result.detail if result.done else "FAILED"
+            self.stdout.write(f"[{done}/{total}] {render_action_name(result.action)}: {state}")
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {value!r}")
+    return number

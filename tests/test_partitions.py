@@ -1,0 +1,445 @@
+"""Concurrent builds on partitioned tables (``partitions.py``) on the real server.
+
+Each test makes a partitioned table by list, hash or range (the range one with a
+hash-partitioned sub-partition), keeps a writer inserting into it during the build, and
+checks the result in the catalog.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+from django.db import connection, models
+from django.test.utils import isolate_apps
+
+from tenant_indexes import partitions
+from tenant_indexes.build import BuildOutcome, build_index_concurrently
+from tenant_indexes.catalog import catalog_snapshot
+
+TABLE = "ti_part_events"
+INDEX = "ti_part_events_tenant"
+
+LAYOUTS = {
+    "list": (
+        "PARTITION BY LIST (tenant_id)",
+        [f"FOR VALUES IN ({n})" for n in range(1, 4)] + ["DEFAULT"],
+        [],
+    ),
+    "hash": (
+        "PARTITION BY HASH (tenant_id)",
+        [f"FOR VALUES WITH (MODULUS 4, REMAINDER {n})" for n in range(4)],
+        [],
+    ),
+    "range": (
+        "PARTITION BY RANGE (tenant_id)",
+        ["FOR VALUES FROM (MINVALUE) TO (2)", "FOR VALUES FROM (2) TO (3)"],
+        # A sub-partitioned partition: tenants 3 and up, split again by hash.
+        [
+            "FOR VALUES FROM (3) TO (MAXVALUE) PARTITION BY HASH (tenant_id)",
+            [f"FOR VALUES WITH (MODULUS 2, REMAINDER {n})" for n in range(2)],
+        ],
+    ),
+}
+
+
+def _run(sql: str, params: list | None = None) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _raw() -> psycopg.Connection:
+    s = connection.settings_dict
+    kwargs = {"dbname": s["NAME"], "user": s["USER"] or None, "host": s["HOST"] or None}
+    if s.get("PORT"):
+        kwargs["port"] = s["PORT"]
+    return psycopg.connect(autocommit=True, **kwargs)
+
+
+def _create(layout: str) -> int:
+    """The partitioned table with rows in every leaf; returns the number of leaves."""
+    method, bounds, sub = LAYOUTS[layout]
+    _run(f"CREATE TABLE {TABLE} (id bigserial, tenant_id int NOT NULL, status text) {method}")
+    leaves = 0
+    for n, bound in enumerate(bounds):
+        _run(f"CREATE TABLE {TABLE}_{n} PARTITION OF {TABLE} {bound}")
+        leaves += 1
+    if sub:
+        _run(f"CREATE TABLE {TABLE}_sub PARTITION OF {TABLE} {sub[0]}")
+        for n, bound in enumerate(sub[1]):
+            _run(f"CREATE TABLE {TABLE}_sub_{n} PARTITION OF {TABLE}_sub {bound}")
+            leaves += 1
+    _run(
+        f"INSERT INTO {TABLE} (tenant_id, status) "
+        "SELECT 1 + g % 8, 'open' FROM generate_series(1, 20000) g"
+    )
+    return leaves
+
+
+def _drop() -> None:
+    _run(f"DROP TABLE IF EXISTS {TABLE} CASCADE")
+
+
+class _Writer(threading.Thread):
+    """Inserts rows in its own session until stopped; counts them and keeps any error."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.rows = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with _raw() as conn:
+                conn.execute("SET lock_timeout = '30s'")
+                while not self.stop.is_set():
+                    conn.execute(
+                        f"INSERT INTO {TABLE} (tenant_id, status) VALUES (%s, 'new')",
+                        [1 + self.rows % 8],
+                    )
+                    self.rows += 1
+        except BaseException as e:  # reported by the test
+            self.error = e
+
+
+def _model():
+    @isolate_apps("tests.testapp")
+    def make():
+        class Event(models.Model):
+            tenant_id = models.IntegerField()
+            status = models.TextField()
+
+            class Meta:
+                app_label = "testapp"
+                db_table = TABLE
+                managed = False
+
+            def __str__(self) -> str:
+                return str(self.pk)
+
+        return Event
+
+    return make()
+
+
+def _leaf_indexes() -> list[tuple[str, str, bool]]:
+    """(leaf table, its index attached under the parent index, valid) for every leaf."""
+    return _run(
+        """
+        SELECT c.relname, i.relname, ix.indisvalid
+          FROM pg_partition_tree(%s::regclass) t
+          JOIN pg_class c ON c.oid = t.relid
+          LEFT JOIN pg_index ix ON ix.indrelid = c.oid
+          LEFT JOIN pg_class i ON i.oid = ix.indexrelid
+         WHERE t.isleaf AND i.oid IN (SELECT relid FROM pg_partition_tree(%s::regclass))
+         ORDER BY 1
+        """,
+        [TABLE, INDEX],
+    )
+
+
+def _parent_valid() -> bool | None:
+    rows = _run("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [INDEX])
+    return rows[0][0] if rows else None
+
+
+def _build(model) -> BuildOutcome:
+    index = models.Index(fields=["tenant_id"], name=INDEX)
+    with connection.schema_editor(atomic=False) as editor:
+        return build_index_concurrently(editor, model, index)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("layout", ["list", "hash", "range"])
+def test_partitions__build_with_a_writer_attaches_every_leaf_and_the_parent_is_valid(
+    layout: str,
+) -> None:
+    try:
+        leaves = _create(layout)
+        model = _model()
+        writer = _Writer()
+        writer.start()
+        try:
+            outcome = _build(model)
+        finally:
+            writer.stop.set()
+            writer.join(30)
+        assert writer.error is None, writer.error
+        assert writer.rows > 0
+        assert outcome is BuildOutcome.BUILT
+        assert _parent_valid() is True
+        found = _leaf_indexes()
+        assert len(found) == leaves and all(valid for _, _, valid in found), found
+        # A second run finds it done.
+        assert _build(model) is BuildOutcome.ADOPTED
+    finally:
+        _drop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__rerun_after_a_kill_keeps_attached_adopts_valid_rebuilds_invalid() -> None:
+    """State a killed run leaves: the parent ON ONLY, one leaf attached, one leaf with a
+    valid unattached index of the same definition, one with an INVALID one (a concurrent
+    build cancelled by pg_terminate_backend)."""
+    try:
+        _create("hash")
+        model = _model()
+        _run(f"CREATE INDEX {INDEX} ON ONLY {TABLE} (tenant_id)")
+        attached = partitions.child_index_name(INDEX, f"{TABLE}_0")
+        _run(f"CREATE INDEX {attached} ON {TABLE}_0 (tenant_id)")
+        _run(f"ALTER INDEX {INDEX} ATTACH PARTITION {attached}")
+        _run(f"CREATE INDEX own_name_on_1 ON {TABLE}_1 (tenant_id)")
+        invalid = partitions.child_index_name(INDEX, f"{TABLE}_2")
+        # An INVALID index made the honest way: its concurrent build's backend is
+        # terminated while it waits for a transaction that holds a row lock.
+        with _raw() as blocker, _raw() as builder, _raw() as killer:
+            blocker.execute("BEGIN")
+            blocker.execute(f"INSERT INTO {TABLE}_2 (tenant_id, status) VALUES (2, 'x')")
+            pid = builder.execute("SELECT pg_backend_pid()").fetchone()[0]
+            errors: list[BaseException] = []
+
+            def build() -> None:
+                try:
+                    builder.execute(f"CREATE INDEX CONCURRENTLY {invalid} ON {TABLE}_2 (tenant_id)")
+                except psycopg.Error as e:
+                    errors.append(e)
+
+            thread = threading.Thread(target=build, daemon=True)
+            thread.start()
+            for _ in range(600):
+                waiting = killer.execute(
+                    "SELECT count(*) FROM pg_stat_progress_create_index WHERE pid = %s", [pid]
+                ).fetchone()[0]
+                if waiting:
+                    break
+                threading.Event().wait(0.05)
+            killer.execute("SELECT pg_terminate_backend(%s)", [pid])
+            thread.join(30)
+            blocker.execute("ROLLBACK")
+        assert errors, "the build was not terminated"
+        assert _run(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = %s::regclass", [invalid]
+        ) == [(False,)]
+        assert _parent_valid() is False
+        # The check's snapshot says how far it got: E002 "1 of 4 partitions attached".
+        (live,) = [ix for ix in catalog_snapshot("default", [(None, TABLE)]).indexes]
+        assert (live.valid, live.partitions_attached, live.partitions_total) == (False, 1, 4)
+        assert _build(model) is BuildOutcome.BUILT
+        (live,) = [ix for ix in catalog_snapshot("default", [(None, TABLE)]).indexes]
+        assert (live.valid, live.partitions_attached, live.partitions_total) == (True, 4, 4)
+        assert _parent_valid() is True
+        names = {leaf: name for leaf, name, _ in _leaf_indexes()}
+        assert names[f"{TABLE}_0"] == attached  # kept
+        assert names[f"{TABLE}_1"] == "own_name_on_1"  # adopted, not built twice
+        assert names[f"{TABLE}_2"] == invalid  # dropped and rebuilt under its name
+        assert all(valid for _, _, valid in _leaf_indexes())
+    finally:
+        _drop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__prebuild_then_attach_partition_adopts_it_and_remove_drops_all() -> None:
+    try:
+        _create("list")
+        model = _model()
+        index = models.Index(fields=["tenant_id"], name=INDEX)
+        _build(model)
+        _run(f"CREATE TABLE {TABLE}_late (LIKE {TABLE})")
+        _run(f"INSERT INTO {TABLE}_late (id, tenant_id, status) VALUES (0, 9, 'x')")
+        with connection.schema_editor(atomic=False) as editor:
+            name = partitions.prebuild_for_partition(
+                editor, model, index, "public", f"{TABLE}_late"
+            )
+        _run(f"ALTER TABLE {TABLE} DETACH PARTITION {TABLE}_3")  # the DEFAULT partition
+        _run(f"ALTER TABLE {TABLE} ATTACH PARTITION {TABLE}_late FOR VALUES IN (9)")
+        names = {leaf: n for leaf, n, _ in _leaf_indexes()}
+        assert names[f"{TABLE}_late"] == name  # adopted by ATTACH, not built again
+        assert _parent_valid() is True
+        with connection.schema_editor(atomic=False) as editor:
+            partitions.remove_index(editor, model, index)
+        assert _parent_valid() is None
+        # Every partition's index went with it (the detached one keeps its own).
+        left = _run(
+            "SELECT indexname FROM pg_indexes WHERE tablename LIKE %s AND tablename <> %s",
+            [f"{TABLE}%", f"{TABLE}_3"],
+        )
+        assert left == []
+    finally:
+        _drop()
+        _run(f"DROP TABLE IF EXISTS {TABLE}_3")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__check_reports_n_of_m_attached_with_a_hint_postgresql_accepts() -> None:
+    from tenant_indexes.compare import find_problems
+    from tenant_indexes.declared import DeclaredIndex, TenantTable
+
+    try:
+        _create("hash")
+        _run(f"CREATE INDEX {INDEX} ON ONLY {TABLE} (tenant_id)")
+        child = partitions.child_index_name(INDEX, f"{TABLE}_0")
+        _run(f"CREATE INDEX {child} ON {TABLE}_0 (tenant_id)")
+        _run(f"ALTER INDEX {INDEX} ATTACH PARTITION {child}")
+        declared = DeclaredIndex(table=TABLE, name=INDEX, columns=("tenant_id",))
+        table = TenantTable(
+            app_label="testapp",
+            model="testapp.Event",
+            schema=None,
+            table=TABLE,
+            tenant_column="tenant_id",
+            indexes=(declared,),
+            all_index_names=(INDEX,),
+        )
+        snapshot = catalog_snapshot("default", [(None, TABLE)])
+        e002 = [f for f in find_problems([table], snapshot) if f.id == "tenant_indexes.E002"]
+        (finding,) = e002
+        assert "1 of 4 partitions attached" in finding.message
+        assert "repair_tenant_indexes" in finding.hint
+        assert "DROP INDEX CONCURRENTLY" not in finding.hint  # refused on a partitioned index
+    finally:
+        _drop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__usage_sums_scans_tuples_and_sizes_over_the_partition_tree() -> None:
+    """Compared with a direct sum over pg_stat_user_indexes / pg_stat_user_tables."""
+    from tenant_indexes.statistics import usage_snapshot
+
+    try:
+        _create("range")  # with a sub-partitioned partition: three levels
+        _build(_model())
+        with _raw() as reader:
+            reader.execute("SET enable_seqscan = off")
+            for tenant in range(1, 9):
+                reader.execute(f"SELECT count(*) FROM {TABLE} WHERE tenant_id = %s", [tenant])
+            reader.execute("SET enable_seqscan = on")
+            reader.execute("SET enable_indexscan = off")
+            reader.execute("SET enable_bitmapscan = off")
+            reader.execute(f"SELECT count(*) FROM {TABLE}")
+            reader.execute(f"ANALYZE {TABLE}")
+        _run("SELECT pg_stat_force_next_flush()")
+        snapshot = usage_snapshot("default", [(None, TABLE)])
+        (index,) = [ix for ix in snapshot.indexes if ix.name == INDEX]
+        (table,) = snapshot.tables
+        ((scans, read, size),) = _run(
+            "SELECT sum(idx_scan), sum(idx_tup_read), sum(pg_relation_size(indexrelid)) "
+            "FROM pg_stat_user_indexes WHERE relid IN "
+            "(SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf) "
+            "AND indexrelid IN (SELECT relid FROM pg_partition_tree(%s::regclass))",
+            [TABLE, INDEX],
+        )
+        ((seq, live, table_bytes),) = _run(
+            "SELECT sum(seq_scan), sum(n_live_tup), sum(pg_relation_size(relid)) "
+            "FROM pg_stat_user_tables WHERE relid IN "
+            "(SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf)",
+            [TABLE],
+        )
+        assert scans > 0 and seq > 0 and live >= 20000
+        assert (index.idx_scan, index.idx_tup_read, index.exact_size_bytes) == (scans, read, size)
+        assert (table.seq_scan, table.n_live_tup, table.table_bytes) == (seq, live, table_bytes)
+        assert table.estimated_rows >= 20000
+    finally:
+        _drop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__dry_run_sql_is_accepted_by_postgresql_and_finishes_a_killed_build() -> None:
+    """The statements repair --dry-run prints, run one by one as psql would."""
+    try:
+        _create("range")
+        model = _model()
+        index = models.Index(fields=["tenant_id"], name=INDEX)
+        _run(f"CREATE INDEX {INDEX} ON ONLY {TABLE} (tenant_id)")  # a run killed early
+        with connection.schema_editor(atomic=False) as editor:
+            statements = partitions.partitioned_index_sql(editor, model, index, "public")
+        assert not any("CONCURRENTLY" in s and f'"{TABLE}" ' in s for s in statements)
+        assert statements[0].startswith("CREATE INDEX IF NOT EXISTS")
+        with _raw() as psql:
+            for statement in statements:
+                psql.execute(statement)
+        assert _parent_valid() is True
+        assert len(_leaf_indexes()) == 4  # two range partitions and two hash sub-partitions
+    finally:
+        _drop()
+
+
+_KILLED_BUILDER = """
+import django, sys
+django.setup()
+from django.db import connection, models
+from tests.test_partitions import INDEX, _model
+from tenant_indexes.build import build_index_concurrently
+with connection.schema_editor(atomic=False) as editor:
+    build_index_concurrently(editor, _model(), models.Index(fields=["tenant_id"], name=INDEX))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__sigkill_of_the_building_process_then_check_is_truthful_and_rerun_heals(
+    tmp_path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    from urllib.parse import quote
+
+    try:
+        _run(
+            f"CREATE TABLE {TABLE} (id bigserial, tenant_id int NOT NULL, status text) "
+            "PARTITION BY HASH (tenant_id)"
+        )
+        for n in range(16):
+            _run(
+                f"CREATE TABLE {TABLE}_{n} PARTITION OF {TABLE} "
+                f"FOR VALUES WITH (MODULUS 16, REMAINDER {n})"
+            )
+        _run(
+            f"INSERT INTO {TABLE} (tenant_id, status) "
+            "SELECT g % 1000, 'open' FROM generate_series(1, 400000) g"
+        )
+        s = connection.settings_dict
+        url = (
+            f"postgres://{s['USER']}@{quote(s['HOST'] or '', safe='')}"
+            f"{':' + str(s['PORT']) if s.get('PORT') else ''}/{s['NAME']}"
+        )
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": url}
+        root = Path(__file__).resolve().parent.parent
+        builder = subprocess.Popen([sys.executable, "-c", _KILLED_BUILDER], cwd=root, env=env)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and builder.poll() is None:
+                rows = _run(
+                    "SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass(%s)", [INDEX]
+                )
+                if rows[0][0] >= 2:
+                    break
+                time.sleep(0.02)
+            assert builder.poll() is None, "the build finished before it could be killed"
+            builder.send_signal(signal.SIGKILL)
+            builder.wait(30)
+        finally:
+            if builder.poll() is None:
+                builder.kill()
+        # The server ends the orphaned backend at its next client check
+        # (client_connection_check_interval); wait until no build of ours runs.
+        for _ in range(600):
+            if not _run(
+                "SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
+                [f"%{TABLE}%CONCURRENTLY%"],
+            ):
+                break
+            time.sleep(0.05)
+        (live,) = catalog_snapshot("default", [(None, TABLE)]).indexes
+        assert live.valid is False and 2 <= live.partitions_attached < 16
+        assert live.partitions_total == 16
+        assert _build(_model()) is BuildOutcome.BUILT
+        (live,) = catalog_snapshot("default", [(None, TABLE)]).indexes
+        assert (live.valid, live.partitions_attached) == (True, 16)
+    finally:
+        _drop()
