@@ -18,3 +18,7 @@ class TenantIndexesConfig(AppConfig):
         from .usage import register_check_producers
 
         register_check_producers()
+        # Fail-closed scoping binds the tenant when a query is compiled, not when it is built.
+        from .querybinding import install as install_query_binding
+
+        install_query_binding()
