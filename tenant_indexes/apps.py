@@ -22,3 +22,8 @@ class TenantIndexesConfig(AppConfig):
         from .querybinding import install as install_query_binding
 
         install_query_binding()
+        # E030/W030: tables of models that ask for row-level security (tenant_rls = True).
+        from .health import register_finding_producer
+        from .rls import rls_check_producer
+
+        register_finding_producer(rls_check_producer)
