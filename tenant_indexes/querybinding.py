@@ -389,7 +389,8 @@ def _join_as_sql(self: Join, compiler: Any, connection: Any) -> tuple[str, list[
     if tenant is MISSING:
         raise not_set_error(entry.model)
     qn = connection.ops.quote_name
-    value = entry.tenant_field.target_field.get_db_prep_value(tenant, connection)
+    field = getattr(entry.tenant_field, "target_field", entry.tenant_field)
+    value = field.get_db_prep_value(tenant, connection)
     return f"{sql} AND {qn(self.table_alias)}.{qn(entry.tenant_column)} = %s", [
         *params,
         value,

@@ -77,7 +77,8 @@ def policy_predicate(model: Any, connection: Any) -> str:
     if field is None:
         raise TenantScopeError(f"{model.__name__} has no tenant field: it cannot have RLS.")
     qn = connection.ops.quote_name
-    db_type = field.target_field.rel_db_type(connection)
+    target = getattr(field, "target_field", None)
+    db_type = target.rel_db_type(connection) if target is not None else field.db_type(connection)
     # The setting name is validated above, so it can be a literal.
     return f"({qn(field.column)} = NULLIF(current_setting('{rls_setting()}', true), '')::{db_type})"
 
