@@ -2,8 +2,10 @@
 
 A model whose default manager is a :class:`TenantScopedManager` can only be queried while a
 current tenant is set, and every query is then filtered on the tenant column, so it is served
-by the tenant-leading index. Without a current tenant, building a queryset raises
-:class:`~tenant_indexes.TenantNotSetError` instead of silently returning every tenant's rows::
+by the tenant-leading index. The tenant is bound when the query runs, not when it is built
+(:mod:`tenant_indexes.querybinding`): building a queryset never raises, running it without a
+current tenant raises :class:`~tenant_indexes.TenantNotSetError` instead of silently returning
+every tenant's rows::
 
     from tenant_indexes import TenantScopedManager, tenant_context, all_tenants
 
@@ -11,9 +13,10 @@ by the tenant-leading index. Without a current tenant, building a queryset raise
         tenant = TenantForeignKey()
         objects = TenantScopedManager()
 
-    Ticket.objects.filter(status="open")           # TenantNotSetError
+    open_tickets = Ticket.objects.filter(status="open")  # builds, binds nothing
+    list(open_tickets)                                   # TenantNotSetError
     with tenant_context(tenant):
-        Ticket.objects.filter(status="open")       # WHERE tenant_id = <tenant> AND ...
+        list(open_tickets)                               # WHERE tenant_id = <tenant> AND ...
     Ticket.objects.for_tenant(tenant)              # the explicit form, no context needed
     Ticket.objects.unscoped()                      # escape hatch: every tenant (greppable)
     with all_tenants():                            # escape hatch for maintenance code
@@ -24,20 +27,10 @@ task has its own, ``asgiref``'s ``sync_to_async`` / ``async_to_sync`` carry it a
 new ``threading.Thread`` starts without one (its queries fail closed).
 :class:`TenantScopeMiddleware` sets it for a request.
 
-What is guarded: every queryset a scoped manager builds (``filter``, ``get``, ``values``,
-``aggregate``, ``count``, ``update``, ``delete``, ``in_bulk``, ``get_or_create``, the async
-``a*`` methods ...), reverse and many-to-many related managers (``project.tasks``,
-``task.labels``, ``tenant.ticket_set``: Django builds them from the related model's default
-manager) and ``prefetch_related`` through them. ``raw()`` refuses to run inside a scope
-(raw SQL cannot be filtered); use ``unscoped().raw()`` and filter by tenant yourself.
-
-What is not guarded (documented, and tested to stay as documented): ``Model._base_manager``
-and the Django internals that use it on purpose (the deletion collector's cascades,
-``refresh_from_db()``, ``save()``'s UPDATE, forward foreign-key and one-to-one access such as
-``message.ticket``, which follow the stored id), joins in lookups and ``select_related``
-(the root model is filtered; the joined rows are those the stored ids point to), and raw
-``connection.cursor()`` SQL. A foreign key that points into another tenant is therefore a
-data-integrity bug to prevent at write time, e.g. with a composite ``(id, tenant_id)`` key.
+What is guarded, and the short list of what is not, is in docs/scoping.md and
+:mod:`tenant_indexes.querybinding`: every query that reaches a scoped table (root, join,
+subquery, through table, ``_base_manager`` inside a scope), ``raw()`` / ``extra()`` /
+``RawSQL()`` refused in a scope, and writes checked against the current tenant.
 """
 
 from __future__ import annotations
