@@ -39,7 +39,7 @@ class TenantModelForm(forms.ModelForm):
         return getattr(self.instance, tenant_field.attname, None) or get_current_tenant_id()
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned: dict[str, Any] = super().clean() or self.cleaned_data
         tenant_field = tenant_field_of(self._meta.model)
         if tenant_field is None:
             return cleaned

@@ -92,7 +92,9 @@ def scoped_through_tables() -> dict[str, tuple[Any, ...]]:
         fks = tuple(
             f
             for f in model._meta.concrete_fields
-            if f.is_relation and f.related_model._meta.db_table in tables
+            if f.is_relation
+            and getattr(f.related_model, "_meta", None) is not None
+            and f.related_model._meta.db_table in tables  # type: ignore[union-attr]
         )
         if fks:
             through[model._meta.db_table] = fks
@@ -290,7 +292,7 @@ def _fk_probe(field: Any, values: Iterable[Any], connection: Any) -> _Probe | No
     )
 
 
-def _check_insert(query: InsertQuery, connection: Any) -> None:
+def _check_insert(query: Any, connection: Any) -> None:
     table = query.get_meta().db_table
     tables = scoped_tables()
     if table not in tables and table not in scoped_through_tables():
@@ -342,7 +344,7 @@ def _check_insert(query: InsertQuery, connection: Any) -> None:
     _refuse_foreign_rows(probes, tenant, connection)
 
 
-def _check_update(query: UpdateQuery, tenant: Any, connection: Any) -> None:
+def _check_update(query: Any, tenant: Any, connection: Any) -> None:
     entry = scoped_tables().get(query.get_meta().db_table)
     probes = []
     for field, _model, value in query.values:
@@ -378,7 +380,7 @@ def _get_compiler(
     return _original_get_compiler(self, using, connection, elide_empty)
 
 
-def _join_as_sql(self: Join, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+def _join_as_sql(self: Join, compiler: Any, connection: Any) -> tuple[str, Any]:
     sql, params = _original_join_as_sql(self, compiler, connection)
     entry = scoped_tables().get(self.table_name)
     if entry is None:
