@@ -156,3 +156,23 @@ def test_check__rls_disabled_or_policy_dropped_is_e030(tenants: tuple[Tenant, Te
             findings = find_rls_problems("default", [Secret])
             transaction.set_rollback(True)
         assert [f.id for f in findings] == [E_RLS_POLICY_MISSING], statement
+
+
+def test_middleware__runs_the_view_in_a_transaction_with_the_tenant(
+    tenants: tuple[Tenant, Tenant],
+) -> None:
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from tenant_indexes.rls import TenantRLSMiddleware
+
+    def view(request: object) -> HttpResponse:
+        assert connection.in_atomic_block
+        with as_app_role():
+            return HttpResponse(",".join(_visible()))
+
+    request = RequestFactory().get("/")
+    request.tenant = tenants[1]
+    assert TenantRLSMiddleware(view)(request).content == b"b-0,b-1,b-2"
+    with as_app_role():
+        assert _visible() == []  # the value ended with the middleware's transaction
