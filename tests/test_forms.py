@@ -37,7 +37,7 @@ def world(db: None) -> World:
 def test_model_form__renders_only_the_current_tenants_choices(world: World) -> None:
     for tenant, mine, theirs in ((world.a, "a-project", "b-project"), (world.b, "b-", "a-")):
         with tenant_context(tenant):
-            html = str(TaskForm()) + str(ProjectPicker())
+            html = TaskForm().as_div() + ProjectPicker().as_div()
         assert mine in html and theirs not in html
 
 
@@ -54,7 +54,7 @@ def test_model_form__another_tenants_row_is_not_a_valid_choice(world: World) -> 
 
 def test_model_form__rendering_without_a_tenant_raises(world: World) -> None:
     with pytest.raises(TenantNotSetError):
-        str(TaskForm())
+        TaskForm().as_div()
 
 
 def test_tenant_model_form__refuses_rows_of_two_tenants(world: World) -> None:
