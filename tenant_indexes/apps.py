@@ -18,3 +18,12 @@ class TenantIndexesConfig(AppConfig):
         from .usage import register_check_producers
 
         register_check_producers()
+        # Fail-closed scoping binds the tenant when a query is compiled, not when it is built.
+        from .querybinding import install as install_query_binding
+
+        install_query_binding()
+        # E030/W030: tables of models that ask for row-level security (tenant_rls = True).
+        from .health import register_finding_producer
+        from .rls import rls_check_producer
+
+        register_finding_producer(rls_check_producer)

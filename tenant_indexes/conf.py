@@ -95,6 +95,11 @@ DEFAULTS: dict[str, Any] = {
     # Fail-closed tenant scoping (scoping.py).
     # Dotted path of ``f(request) -> tenant | None`` used by TenantScopeMiddleware.
     "TENANT_RESOLVER": "tenant_indexes.scoping.tenant_from_request",
+    # Row-level security (rls.py). The run-time setting the policies read
+    # (``current_setting('<this>')``): two identifiers joined by a dot.
+    "RLS_SETTING": "tenant_indexes.tenant",
+    # The aliases TenantRLSMiddleware opens a transaction on and sets the tenant for.
+    "RLS_DATABASES": ["default"],
 }
 
 

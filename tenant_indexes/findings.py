@@ -58,6 +58,9 @@ E_ATOMIC_CONCURRENT_MIGRATION = "tenant_indexes.E020"
 W_SEQ_SCAN_HEAVY = "tenant_indexes.W010"
 W_PLAN_WITHOUT_TENANT_INDEX = "tenant_indexes.W011"
 
+# Row-level security (rls.py).
+E_RLS_POLICY_MISSING = "tenant_indexes.E030"
+W_RLS_POLICY_UNSERVED = "tenant_indexes.W030"
 # The health view's probe could not finish.
 E_PROBE_FAILED = "tenant_indexes.E101"
 

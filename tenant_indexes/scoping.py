@@ -2,8 +2,10 @@
 
 A model whose default manager is a :class:`TenantScopedManager` can only be queried while a
 current tenant is set, and every query is then filtered on the tenant column, so it is served
-by the tenant-leading index. Without a current tenant, building a queryset raises
-:class:`~tenant_indexes.TenantNotSetError` instead of silently returning every tenant's rows::
+by the tenant-leading index. The tenant is bound when the query runs, not when it is built
+(:mod:`tenant_indexes.querybinding`): building a queryset never raises, running it without a
+current tenant raises :class:`~tenant_indexes.TenantNotSetError` instead of silently returning
+every tenant's rows::
 
     from tenant_indexes import TenantScopedManager, tenant_context, all_tenants
 
@@ -11,9 +13,10 @@ by the tenant-leading index. Without a current tenant, building a queryset raise
         tenant = TenantForeignKey()
         objects = TenantScopedManager()
 
-    Ticket.objects.filter(status="open")           # TenantNotSetError
+    open_tickets = Ticket.objects.filter(status="open")  # builds, binds nothing
+    list(open_tickets)                                   # TenantNotSetError
     with tenant_context(tenant):
-        Ticket.objects.filter(status="open")       # WHERE tenant_id = <tenant> AND ...
+        list(open_tickets)                               # WHERE tenant_id = <tenant> AND ...
     Ticket.objects.for_tenant(tenant)              # the explicit form, no context needed
     Ticket.objects.unscoped()                      # escape hatch: every tenant (greppable)
     with all_tenants():                            # escape hatch for maintenance code
@@ -24,20 +27,10 @@ task has its own, ``asgiref``'s ``sync_to_async`` / ``async_to_sync`` carry it a
 new ``threading.Thread`` starts without one (its queries fail closed).
 :class:`TenantScopeMiddleware` sets it for a request.
 
-What is guarded: every queryset a scoped manager builds (``filter``, ``get``, ``values``,
-``aggregate``, ``count``, ``update``, ``delete``, ``in_bulk``, ``get_or_create``, the async
-``a*`` methods ...), reverse and many-to-many related managers (``project.tasks``,
-``task.labels``, ``tenant.ticket_set``: Django builds them from the related model's default
-manager) and ``prefetch_related`` through them. ``raw()`` refuses to run inside a scope
-(raw SQL cannot be filtered); use ``unscoped().raw()`` and filter by tenant yourself.
-
-What is not guarded (documented, and tested to stay as documented): ``Model._base_manager``
-and the Django internals that use it on purpose (the deletion collector's cascades,
-``refresh_from_db()``, ``save()``'s UPDATE, forward foreign-key and one-to-one access such as
-``message.ticket``, which follow the stored id), joins in lookups and ``select_related``
-(the root model is filtered; the joined rows are those the stored ids point to), and raw
-``connection.cursor()`` SQL. A foreign key that points into another tenant is therefore a
-data-integrity bug to prevent at write time, e.g. with a composite ``(id, tenant_id)`` key.
+What is guarded, and the short list of what is not, is in docs/scoping.md and
+:mod:`tenant_indexes.querybinding`: every query that reaches a scoped table (root, join,
+subquery, through table, ``_base_manager`` inside a scope), ``raw()`` / ``extra()`` /
+``RawSQL()`` refused in a scope, and writes checked against the current tenant.
 """
 
 from __future__ import annotations
@@ -52,6 +45,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.db import models
 from django.utils.module_loading import import_string
 
+from . import querybinding
 from .conf import get_config
 from .exceptions import TenantNotSetError, TenantScopeError
 from .querysets import TenantQuerySet
@@ -79,9 +73,6 @@ class _Scope:
 _current_scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
     "tenant_indexes_current_scope", default=None
 )
-
-# Marks a queryset built by unscoped() / all_tenants(): it may span tenants.
-_UNSCOPED = object()
 
 
 def _tenant_pk(tenant: Any) -> Any:
@@ -151,108 +142,148 @@ def _tenant_names(model: Any) -> tuple[str, str]:
 
 
 class TenantScopedQuerySet(TenantQuerySet):
-    """A :class:`~tenant_indexes.TenantQuerySet` that remembers the tenant it is scoped to.
+    """A :class:`~tenant_indexes.TenantQuerySet` whose tenant is bound when it runs.
 
-    Built by :class:`TenantScopedManager`; writes through it (``create``, ``bulk_create``,
-    ``get_or_create``) get the scope's tenant and refuse another one, and ``raw()`` refuses
-    to run because raw SQL cannot be filtered.
+    Built by :class:`TenantScopedManager`. Building one never raises; evaluating it
+    (iterating, ``count()``, ``exists()``, ``aggregate()``, ``update()``, ``delete()``, as a
+    subquery) filters it on the tenant current then, or raises
+    :class:`~tenant_indexes.TenantNotSetError` when there is none
+    (:mod:`tenant_indexes.querybinding` does it when Django compiles the query). Writes
+    through it get the current tenant and refuse another one; ``raw()`` and ``extra()``
+    refuse to run inside a scope because raw SQL cannot be filtered.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._scope_tenant_id: Any = _UNSCOPED
-
-    def _clone(self) -> TenantScopedQuerySet:
-        # QuerySet._clone() is private Django API, absent from django-stubs.
-        clone = super()._clone()  # type: ignore[misc]
-        clone._scope_tenant_id = self._scope_tenant_id
-        return clone
-
-    def _scoped_to(self, tenant_id: Any) -> TenantScopedQuerySet:
-        self._scope_tenant_id = tenant_id
-        return self
+    def _binding(self) -> Any:
+        return getattr(self.query, querybinding.BINDING_ATTR, None)
 
     @property
-    def is_tenant_scoped(self) -> bool:
-        """True when this queryset is limited to one tenant by its scope."""
-        return self._scope_tenant_id is not _UNSCOPED
+    def is_unscoped(self) -> bool:
+        """True for a queryset made by ``unscoped()``: every tenant's rows, always."""
+        return self._binding() == querybinding.UNSCOPED
 
-    def _claim(self, obj: models.Model) -> None:
-        # An object written through a scoped queryset belongs to the scope's tenant.
-        if not self.is_tenant_scoped:
-            return
+    def _write_tenant(self) -> Any:
+        """The tenant a write through this queryset belongs to now, or ``None``."""
+        if self.is_unscoped:
+            return None
+        scope = _current_scope.get()
+        if scope is not None and not scope.all_tenants:
+            return scope.tenant_id
+        return self._binding()
+
+    def for_tenant(self, tenant: Any) -> TenantScopedQuerySet:
+        qs = super().for_tenant(tenant)
+        if not self.is_unscoped:
+            setattr(qs.query, querybinding.BINDING_ATTR, _tenant_pk(tenant))
+        return qs
+
+    def _claim(self, obj: models.Model, tenant_id: Any) -> None:
         attname = self.tenant_attname
         current = getattr(obj, attname)
         if current is None:
-            setattr(obj, attname, self._scope_tenant_id)
-        elif str(current) != str(self._scope_tenant_id):
+            setattr(obj, attname, tenant_id)
+        elif str(current) != str(tenant_id):
             raise TenantScopeError(
                 f"Refusing to write a {self.model.__name__} of tenant {current} while "
-                f"scoped to tenant {self._scope_tenant_id}."
+                f"scoped to tenant {tenant_id}."
             )
 
     def create(self, **kwargs: Any) -> Any:
-        if self.is_tenant_scoped:
-            field, attname = _tenant_names(self.model)
-            given = _tenant_pk(kwargs.get(field, kwargs.get(attname)))
+        tenant_id = self._write_tenant()
+        field, attname = _tenant_names(self.model)
+        given = _tenant_pk(kwargs.get(field, kwargs.get(attname)))
+        if tenant_id is not None:
             if given is None:
                 kwargs.pop(field, None)
-                kwargs[attname] = self._scope_tenant_id
-            elif str(given) != str(self._scope_tenant_id):
+                kwargs[attname] = tenant_id
+            elif str(given) != str(tenant_id):
                 raise TenantScopeError(
                     f"Refusing to create a {self.model.__name__} of tenant {given} while "
-                    f"scoped to tenant {self._scope_tenant_id}."
+                    f"scoped to tenant {tenant_id}."
                 )
+        elif given is None and not self._spans_tenants():
+            raise querybinding.not_set_error(self.model)
         return super().create(**kwargs)
+
+    def _spans_tenants(self) -> bool:
+        scope = _current_scope.get()
+        return self.is_unscoped or (scope is not None and scope.all_tenants)
 
     def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> Any:
         objs = list(objs)
-        for obj in objs:
-            self._claim(obj)
+        tenant_id = self._write_tenant()
+        if tenant_id is not None:
+            for obj in objs:
+                self._claim(obj, tenant_id)
+        elif not self._spans_tenants():
+            _, attname = _tenant_names(self.model)
+            if any(getattr(obj, attname) is None for obj in objs):
+                raise TenantNotSetError(
+                    f"bulk_create() of {self.model.__name__} without a current tenant needs "
+                    "every object's tenant set."
+                )
         return super().bulk_create(objs, *args, **kwargs)
 
-    def raw(self, *args: Any, **kwargs: Any) -> Any:
-        if self.is_tenant_scoped:
+    def _refuse_raw(self, method: str) -> None:
+        if self.is_unscoped:
+            return
+        scope = _current_scope.get()
+        if scope is None and self._binding() is None:
+            raise querybinding.not_set_error(self.model)
+        if scope is None or not scope.all_tenants or self._binding() is not None:
             raise TenantScopeError(
-                f"{self.model.__name__}.objects.raw() cannot be limited to the current tenant. "
-                "Use .unscoped().raw(...) and filter on the tenant column in the SQL."
+                f"{self.model.__name__}.objects.{method}() cannot be limited to the current "
+                f"tenant. Use .unscoped().{method}(...) and filter on the tenant column in "
+                "the SQL."
             )
+
+    def _require_tenant(self) -> None:
+        # update() and delete() mark the transaction for rollback on any error; fail first.
+        if querybinding.effective_tenant(self.query) is querybinding.MISSING:
+            raise querybinding.not_set_error(self.model)
+
+    def update(self, **kwargs: Any) -> int:
+        self._require_tenant()
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        self._require_tenant()
+        return super().delete()
+
+    def raw(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse_raw("raw")
         return super().raw(*args, **kwargs)
+
+    def extra(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse_raw("extra")
+        return super().extra(*args, **kwargs)
 
 
 class TenantScopedManager(models.Manager.from_queryset(TenantScopedQuerySet)):  # type: ignore[misc]
     """A fail-closed default manager for a tenant-scoped model.
 
-    Querysets are filtered on the current tenant (:func:`tenant_context`, the middleware);
-    without one they raise :class:`~tenant_indexes.TenantNotSetError`. Three explicit
-    ways out: ``for_tenant(tenant)``, ``unscoped()`` and :func:`all_tenants`.
+    Its querysets are bound to the tenant current when they run (:func:`tenant_context`, the
+    middleware); run without one they raise :class:`~tenant_indexes.TenantNotSetError`.
+    Building them never raises, so forms, admin classes and module-level querysets import
+    fine. Three explicit ways out: ``for_tenant(tenant)``, ``unscoped()`` and
+    :func:`all_tenants`.
 
     ``create(tenant=...)`` and ``bulk_create()`` of objects that carry their tenant work
-    without a current tenant (they are writes of a named tenant, not reads). Django's
-    ``_base_manager`` stays a plain manager, so cascades, ``refresh_from_db()`` and
-    ``save()`` work everywhere.
+    without a current tenant (they are writes of a named tenant, not reads).
     """
 
     def _base_queryset(self) -> TenantScopedQuerySet:
         return super().get_queryset()
 
     def get_queryset(self) -> TenantScopedQuerySet:
-        scope = _current_scope.get()
         qs = self._base_queryset()
-        if scope is None:
-            raise TenantNotSetError(
-                f"{self.model.__name__} is tenant-scoped and no tenant is set. Wrap the code in "
-                "tenant_context(tenant) (TenantScopeMiddleware does it per request), use "
-                f"{self.model.__name__}.objects.for_tenant(tenant), or, for admin and "
-                "maintenance work across tenants, .unscoped() or all_tenants()."
-            )
-        if scope.all_tenants:
-            return qs
-        return qs.filter(**{qs.tenant_attname: scope.tenant_id})._scoped_to(scope.tenant_id)
+        setattr(qs.query, querybinding.SCOPED_ROOT_ATTR, True)
+        return qs
 
     def unscoped(self) -> TenantScopedQuerySet:
         """Escape hatch: every tenant's rows, whatever the current tenant. Use sparingly."""
-        return self._base_queryset()
+        qs = self._base_queryset()
+        setattr(qs.query, querybinding.BINDING_ATTR, querybinding.UNSCOPED)
+        return qs
 
     def for_tenant(self, tenant: Any) -> TenantScopedQuerySet:
         """Rows of ``tenant``, with or without a current tenant.
@@ -274,31 +305,7 @@ class TenantScopedManager(models.Manager.from_queryset(TenantScopedQuerySet)):  
                 f"{self.model.__name__}.objects.for_tenant({tenant_id}) inside the scope of "
                 f"tenant {scope.tenant_id}."
             )
-        return self._base_queryset().for_tenant(tenant)._scoped_to(tenant_id)
-
-    def _write_queryset(self, tenant_id: Any) -> TenantScopedQuerySet:
-        scope = _current_scope.get()
-        if scope is None and tenant_id is not None:
-            # A write that names its tenant needs no context.
-            return self.for_tenant(tenant_id)
-        return self.get_queryset()
-
-    def create(self, **kwargs: Any) -> Any:
-        field, attname = _tenant_names(self.model)
-        tenant = kwargs.get(field, kwargs.get(attname))
-        return self._write_queryset(_tenant_pk(tenant)).create(**kwargs)
-
-    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> Any:
-        objs = list(objs)
-        if _current_scope.get() is None:
-            _, attname = _tenant_names(self.model)
-            if any(getattr(obj, attname) is None for obj in objs):
-                raise TenantNotSetError(
-                    f"bulk_create() of {self.model.__name__} without a current tenant needs "
-                    "every object's tenant set."
-                )
-            return self._base_queryset().bulk_create(objs, *args, **kwargs)
-        return self.get_queryset().bulk_create(objs, *args, **kwargs)
+        return self.get_queryset().for_tenant(tenant)
 
 
 def tenant_from_request(request: Any) -> Any | None:

@@ -43,6 +43,7 @@ def test_declared__seed_and_test_app_tables_with_their_tenant_indexes() -> None:
         "scopingapp_label",
         "scopingapp_task",
         "scopingapp_comment",
+        "scopingapp_secret",
         "tenant_pk_types_board",
         "tenant_pk_types_player",
     }

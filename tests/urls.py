@@ -1,5 +1,6 @@
 """URLs of the test suite: the health endpoint as a user mounts it, and django-health-check."""
 
+from django.contrib import admin
 from django.urls import include, path
 
 from tenant_indexes.views import tenant_index_health
@@ -7,6 +8,7 @@ from tenant_indexes.views import tenant_index_health
 urlpatterns = [
     path("health/tenant-indexes/", tenant_index_health, name="tenant-index-health"),
     path("included/", include("tenant_indexes.urls")),
+    path("admin/", admin.site.urls),
 ]
 
 try:

@@ -62,3 +62,19 @@ class Comment(models.Model):
 
     def __str__(self) -> str:
         return self.body
+
+
+class Secret(models.Model):
+    """Row-level security on (migration 0002 enables it): the database isolates tenants too."""
+
+    tenant = TenantForeignKey(related_name="secrets")
+    body = models.CharField(max_length=64)
+
+    objects = TenantScopedManager()
+    tenant_rls = True
+
+    class Meta:
+        indexes = [TenantIndex()]
+
+    def __str__(self) -> str:
+        return self.body
