@@ -286,6 +286,11 @@ def render_usage_text(report: Any, style: Any = None) -> str:
                     if t.plan.tenant is None
                     else ", ".join(t.plan.index_names) or " > ".join(t.plan.node_types)
                 )
+                big = t.largest_plan
+                if big is not None and big.tenant is not None:
+                    part = f" {big.tenant_share:.0%}" if big.tenant_share is not None else ""
+                    big_plan = ", ".join(big.index_names) or " > ".join(big.node_types)
+                    plan = f"typical: {plan}; largest ({big.tenant}{part}): {big_plan}"
             table_rows.append(
                 (
                     f"{t.schema}.{t.table}",

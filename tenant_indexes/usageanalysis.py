@@ -151,6 +151,8 @@ class TableStats:
     estimated_rows: float = 0.0
     plan: TenantQueryPlan | None = None
     plan_uses_tenant_index: bool | None = None
+    largest_plan: TenantQueryPlan | None = None
+    largest_plan_uses_tenant_index: bool | None = None
 
     @property
     def seq_scan_share(self) -> float | None:
@@ -177,7 +179,21 @@ class TableStats:
                 "node_types": list(self.plan.node_types),
                 "indexes": list(self.plan.index_names),
                 "uses_tenant_index": self.plan_uses_tenant_index,
+                "estimated_rows": self.plan.estimated_rows,
             }
+            largest = self.largest_plan
+            result["explain_largest"] = (
+                None
+                if largest is None
+                else {
+                    "tenant": largest.tenant,
+                    "share": largest.tenant_share,
+                    "node_types": list(largest.node_types),
+                    "indexes": list(largest.index_names),
+                    "uses_tenant_index": self.largest_plan_uses_tenant_index,
+                    "estimated_rows": largest.estimated_rows,
+                }
+            )
         return result
 
 
@@ -280,7 +296,8 @@ def analyse_usage(
     for snapshot in snapshots:
         for table in snapshot.tables:
             tables_by_alias.setdefault((table.schema, table.table), []).append(table)
-    plans_by_table = {(p.schema, p.table): p for p in plans}
+    plans_by_table = {(p.schema, p.table): p for p in plans if p.role == "typical"}
+    largest_by_table = {(p.schema, p.table): p for p in plans if p.role == "largest"}
     tenant_leading = {
         (ix.schema, ix.table, ix.name)
         for ix in first.indexes
@@ -298,9 +315,13 @@ def analyse_usage(
             and seq_scan >= thresholds.seq_scan_min_share * (seq_scan + idx_scan)
         )
         plan = plans_by_table.get(key)
-        uses = None
-        if plan is not None and plan.tenant is not None:
-            uses = any((table.schema, table.table, n) in tenant_leading for n in plan.index_names)
+        largest = largest_by_table.get(key)
+
+        def uses_tenant_index(p: TenantQueryPlan | None, key: tuple[str, str] = key) -> bool | None:
+            if p is None or p.tenant is None:
+                return None
+            return any((*key, n) in tenant_leading for n in p.index_names)
+
         table_stats.append(
             TableStats(
                 schema=table.schema,
@@ -314,7 +335,9 @@ def analyse_usage(
                 seq_scan_heavy=heavy,
                 estimated_rows=table.estimated_rows,
                 plan=plan,
-                plan_uses_tenant_index=uses,
+                plan_uses_tenant_index=uses_tenant_index(plan),
+                largest_plan=largest,
+                largest_plan_uses_tenant_index=uses_tenant_index(largest),
             )
         )
     return tuple(index_stats), tuple(table_stats), ages
@@ -414,7 +437,9 @@ def usage_findings(
                 )
             )
         # On a small table a sequential scan is the right plan; the planner's own row
-        # estimate decides what "small" is, since that is what it planned with.
+        # estimate decides what "small" is, since that is what it planned with. Only the
+        # typical tenant is judged: for the largest tenant (a big share of the rows) a
+        # sequential scan can be the right plan, and it is reported, never flagged.
         if (
             table.plan_uses_tenant_index is False
             and max(table.estimated_rows, table.n_live_tup) >= thresholds.seq_scan_min_rows
@@ -424,8 +449,9 @@ def usage_findings(
             findings.append(
                 Finding(
                     id=W_PLAN_WITHOUT_TENANT_INDEX,
-                    message=f"EXPLAIN of a tenant query on {table.schema}.{table.table} "
-                    f"(WHERE {plan.tenant_column} = '{plan.tenant}') uses no index that leads "
+                    message=f"EXPLAIN of a typical tenant's query on {table.schema}.{table.table} "
+                    f"(WHERE {plan.tenant_column} = '{plan.tenant}', a tenant outside the "
+                    "planner's most common values) uses no index that leads "
                     f"with {plan.tenant_column}: {' > '.join(plan.node_types)}",
                     hint="Check that a valid tenant-leading index exists "
                     "(check_tenant_indexes), then ANALYZE the table so the planner has "

@@ -198,3 +198,58 @@ def test_stats__explain_asks_about_a_typical_tenant_not_the_dominant_one() -> No
     users = {t["table"]: t for t in doc["tables"]}["users"]["explain"]
     assert users["tenant"] != str(big)
     assert users["uses_tenant_index"] is True
+
+
+@pytest.mark.django_db
+def test_stats__explain_skew_flags_only_the_typical_tenant_without_an_index() -> None:
+    """One dominant tenant (90% of users and files) and a long tail. On users the
+    dominant tenant's plan is a sequential scan, which is right, and the typical tenant's
+    uses idx_users_tenant_id: nothing to flag. On files the tenant index is gone, so the
+    typical tenant's plan reads the whole table: W011 for files only."""
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO tenants (id, name, slug, created_at) "
+                       "SELECT gen_random_uuid(), 't' || g, 't' || g, now() "
+                       "FROM generate_series(1, 300) g")  # fmt: skip
+        cursor.execute("SELECT id FROM tenants WHERE slug = 't1'")
+        (big,) = cursor.fetchone()
+        for table, columns, values in (
+            ("users", "email, name, role, is_active", "g || '@x', '', 'agent', true"),
+            (
+                "files",
+                "name, size, content_type, storage_key",
+                "'f', 1, 'text/plain', gen_random_uuid()::text",
+            ),
+        ):
+            cursor.execute(
+                f"INSERT INTO {table} (tenant_id, {columns}, created_at) "
+                f"SELECT %s, {values}, now() FROM generate_series(1, 30000) g",
+                [big],
+            )
+            cursor.execute(
+                f"INSERT INTO {table} (tenant_id, {columns}, created_at) "
+                f"SELECT t.id, {values}, now() "
+                "FROM tenants t CROSS JOIN generate_series(1, 10) g WHERE t.id <> %s",
+                [big],
+            )
+        cursor.execute("DROP INDEX idx_files_tenant_id")
+        cursor.execute("ANALYZE users")
+        cursor.execute("ANALYZE files")
+    with override_settings(TENANT_INDEXES={"SEQ_SCAN_MIN_ROWS": 1000}):
+        _, doc = _json("--database", "default", "--explain", "tenant_indexes_helpdesk")
+    tables = {t["table"]: t for t in doc["tables"]}
+    users, files = tables["users"], tables["files"]
+    assert users["explain_largest"]["tenant"] == str(big)
+    assert users["explain_largest"]["share"] > 0.8
+    assert users["explain_largest"]["node_types"] == ["Seq Scan"]
+    assert users["explain_largest"]["uses_tenant_index"] is False
+    assert users["explain"]["tenant"] != str(big)
+    assert users["explain"]["uses_tenant_index"] is True
+    assert files["explain"]["uses_tenant_index"] is False
+    assert files["explain_largest"]["tenant"] == str(big)
+    w011 = [f for f in doc["findings"] if f["id"] == "tenant_indexes.W011"]
+    assert [f["table"] for f in w011] == ["files"]
+    assert files["explain"]["tenant"] in w011[0]["message"]
+    _, text = _stats("--database", "default", "--explain", "tenant_indexes_helpdesk")
+    users_line = next(line for line in text.splitlines() if line.startswith("public.users  "))
+    assert f"typical: idx_users_tenant_id; largest ({big} 9" in users_line
+    assert users_line.endswith("Seq Scan")
