@@ -53,6 +53,10 @@ I_NAME_OVER_30 = "tenant_indexes.I001"
 W_SEQ_SCAN_HEAVY = "tenant_indexes.W010"
 W_PLAN_WITHOUT_TENANT_INDEX = "tenant_indexes.W011"
 
+# Coverage and leftovers on tenant tables.
+E_TENANT_INDEX_WRONG_METHOD = "tenant_indexes.E050"
+W_UNDECLARED_INVALID = "tenant_indexes.W050"
+
 # The health view's probe could not finish.
 E_PROBE_FAILED = "tenant_indexes.E101"
 

@@ -18,6 +18,7 @@ from typing import Any
 from django.db import DatabaseError, connections
 
 from .catalog import CatalogSnapshot, first_error_line
+from .compare import undeclared_invalid_finding
 from .conf import get_config
 from .declared import TenantTable
 from .findings import W_REDUNDANT, W_UNUSED, Finding
@@ -128,6 +129,7 @@ def collect_usage(
     reports: list[DatabaseReport] = []
     snapshots: list[UsageSnapshot] = []
     tenant_columns: dict[tuple[str, str], str] = {}
+    declared_names: dict[tuple[str, str], set[str]] = {}
     for alias in aliases:
         started = time.perf_counter()
         connection = connections[alias]
@@ -146,6 +148,9 @@ def collect_usage(
             for t in tables:
                 if t.table == live.table and t.schema in (None, live.schema):
                     tenant_columns[(live.schema, live.table)] = t.tenant_column
+                    declared_names.setdefault((live.schema, live.table), set()).update(
+                        ix.name for ix in t.indexes
+                    )
         snapshots.append(snapshot)
         reports.append(
             DatabaseReport(
@@ -173,6 +178,14 @@ def collect_usage(
             )
     index_stats, table_stats, ages = analyse_usage(snapshots, tenant_columns, thresholds, plans)
     findings = usage_findings(index_stats, table_stats, ages, tenant_columns, thresholds)
+    if snapshots:
+        findings.extend(
+            undeclared_invalid_finding(snapshots[0].server.alias, ix)
+            for ix in snapshots[0].indexes
+            if not ix.valid
+            and not ix.building
+            and ix.name not in declared_names.get((ix.schema, ix.table), set())
+        )
     return UsageReport(
         status=overall_status(reports, findings),
         databases=tuple(reports),

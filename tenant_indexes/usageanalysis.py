@@ -45,6 +45,8 @@ class UnusedVerdict(enum.StrEnum):
     TOO_YOUNG = "statistics too young to judge"
     ENFORCES_CONSTRAINT = "unique or primary: enforces a constraint, never unused"
     INVALID = "invalid: not used by queries, see check_tenant_indexes"
+    INVALID_UNIQUE = "invalid unique: enforces nothing, duplicates can be inserted"
+    BUILDING = "being built: not used by queries yet"
 
 
 @dataclass(frozen=True)
@@ -261,10 +263,13 @@ def analyse_usage(
         seen = by_alias[_index_key(index)]
         per_alias = {alias: usage.idx_scan or 0 for alias, usage in seen.items()}
         last_scans = [u.last_idx_scan for u in seen.values() if u.last_idx_scan is not None]
-        if backs_constraint(index) or index.unique:
+        # INVALID first: an INVALID unique index enforces nothing (duplicates go in).
+        if not index.valid:
+            verdict = UnusedVerdict.INVALID_UNIQUE if index.unique else UnusedVerdict.INVALID
+        elif backs_constraint(index) or index.unique:
             verdict = UnusedVerdict.ENFORCES_CONSTRAINT
         elif not index.usable:
-            verdict = UnusedVerdict.INVALID
+            verdict = UnusedVerdict.BUILDING
         elif any(scans > thresholds.unused_max_scans for scans in per_alias.values()):
             verdict = UnusedVerdict.USED
         elif young or len(seen) < len(snapshots):
