@@ -265,8 +265,11 @@ def render_usage_text(report: Any, style: Any = None) -> str:
                 str(s.idx_tup_fetch),
                 s.as_dict()["last_idx_scan"] or "never",
                 s.unused.value
-                + (f"; redundant to {s.redundant_to}" if s.redundant_to else "")
-                + (" (acknowledged)" if s.redundancy_acknowledged else ""),
+                + (
+                    f"; redundant (kept: {s.redundancy_kept}) to {s.redundant_to}"
+                    if s.redundant_to and s.redundancy_kept
+                    else (f"; redundant to {s.redundant_to}" if s.redundant_to else "")
+                ),
             )
             for s in report.indexes
         ]
@@ -274,6 +277,7 @@ def render_usage_text(report: Any, style: Any = None) -> str:
         table = _table(headers, rows)
         lines.append(_paint(style, "MIGRATE_HEADING", table[0]))
         lines.extend(table[1:])
+        lines.extend(f"  {s.index.name}: {s.drop_hint}" for s in report.indexes if s.drop_hint)
     if report.tables:
         lines.append("")
         table_rows: list[tuple[str, ...]] = []

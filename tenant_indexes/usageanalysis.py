@@ -105,6 +105,20 @@ class IndexStats:
     unused: UnusedVerdict
     redundant_to: str | None = None
     redundancy_acknowledged: bool = False
+    redundancy_kept: str | None = None
+
+    @property
+    def drop_hint(self) -> str | None:
+        """How to drop a redundant index that is kept on purpose (``None`` otherwise)."""
+        if self.redundancy_kept != SEED_CONTRACT:
+            return None
+        ix = self.index
+        return (
+            f"The help desk declares {ix.name} beside {self.redundant_to} as part of its "
+            "schema. To drop it, compare both indexes' idx_scan on every replica first, then "
+            f"DROP INDEX CONCURRENTLY {ix.schema}.{ix.name}; a later repair_tenant_indexes "
+            "would recreate it, so only do this if you do not run repair on this database"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         ix = self.index
@@ -134,6 +148,8 @@ class IndexStats:
             "unused": self.unused.value,
             "redundant_to": self.redundant_to,
             "redundancy_acknowledged": self.redundancy_acknowledged,
+            "redundancy_kept": self.redundancy_kept,
+            "drop_hint": self.drop_hint,
         }
 
 
@@ -209,6 +225,7 @@ class UsageThresholds:
     seq_scan_min_scans: int = 50
     seq_scan_min_share: float = 0.5
     acknowledged_redundant: frozenset[str] = field(default_factory=frozenset)
+    contract_redundant: frozenset[tuple[str, str]] = field(default_factory=frozenset)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> UsageThresholds:
@@ -220,7 +237,27 @@ class UsageThresholds:
             seq_scan_min_scans=int(config["SEQ_SCAN_MIN_SCANS"]),
             seq_scan_min_share=float(config["SEQ_SCAN_MIN_SHARE"]),
             acknowledged_redundant=frozenset(config["ACKNOWLEDGED_REDUNDANT"]),
+            contract_redundant=_seed_contract_redundant(),
         )
+
+
+#: Why a redundant index of the help desk is kept without a W002.
+SEED_CONTRACT = "seed contract"
+
+# The help desk's schema declares these single-column indexes beside their composite
+# (tenant_id, status) ones; they are truly redundant, and they are the schema it ships, so a
+# fresh install reports them as kept rather than as a warning. Keyed by (table, index).
+_SEED_CONTRACT_REDUNDANT = frozenset(
+    {("tickets", "idx_tickets_tenant_id"), ("customers", "idx_customers_tenant_id")}
+)
+
+
+def _seed_contract_redundant() -> frozenset[tuple[str, str]]:
+    from django.apps import apps
+
+    if apps.is_installed("tenant_indexes.helpdesk"):
+        return _SEED_CONTRACT_REDUNDANT
+    return frozenset()
 
 
 def _index_key(index: CatalogIndex) -> tuple[str, str, str]:
@@ -282,6 +319,11 @@ def analyse_usage(
             index.name in thresholds.acknowledged_redundant
             or f"{index.schema}.{index.name}" in thresholds.acknowledged_redundant
         )
+        kept = None
+        if acknowledged:
+            kept = "acknowledged"
+        elif covering is not None and (index.table, index.name) in thresholds.contract_redundant:
+            kept, acknowledged = SEED_CONTRACT, True
         index_stats.append(
             IndexStats(
                 index=index,
@@ -294,6 +336,7 @@ def analyse_usage(
                 unused=verdict,
                 redundant_to=covering,
                 redundancy_acknowledged=acknowledged,
+                redundancy_kept=kept,
             )
         )
 

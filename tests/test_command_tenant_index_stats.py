@@ -33,41 +33,66 @@ def _json(*args: str) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.mark.django_db
-def test_stats__json_has_the_documented_shape_and_the_seed_redundancy() -> None:
-    code, doc = _json("--database", "default", "tenant_indexes_helpdesk")
-    assert code == 0  # W002 is a warning; the default fail level is error
-    assert doc["status"] == "warning"
+def test_stats__fresh_help_desk_is_ok_with_the_seed_pair_kept_as_its_contract() -> None:
+    code, doc = _json("--database", "default", "--fail-level", "warning", "tenant_indexes_helpdesk")
+    assert (code, doc["status"]) == (0, "ok")
+    assert [f["id"] for f in doc["findings"]] == []
     assert {"status", "databases", "indexes", "findings", "tables", "statistics"} <= set(doc)
     assert doc["databases"][0]["alias"] == "default"
-    w002 = {f["index"]: f for f in doc["findings"] if f["id"] == "tenant_indexes.W002"}
-    assert set(w002) == set(SEED_REDUNDANT)
+    by_name = {ix["name"]: ix for ix in doc["indexes"]}
     for name, other in SEED_REDUNDANT.items():
-        assert other in w002[name]["message"]
-        assert "narrower (tenant_id) index can still win" in w002[name]["hint"]
-        assert "ACKNOWLEDGED_REDUNDANT" in w002[name]["hint"]
-    names = {ix["name"] for ix in doc["indexes"]}
-    assert {"idx_users_tenant_id", "users_pkey", "idx_messages_ticket_tenant"} <= names
-    users = next(ix for ix in doc["indexes"] if ix["name"] == "idx_users_tenant_id")
+        assert by_name[name]["redundant_to"] == other
+        assert by_name[name]["redundancy_kept"] == "seed contract"
+        assert f"DROP INDEX CONCURRENTLY public.{name}" in by_name[name]["drop_hint"]
+    assert {"idx_users_tenant_id", "users_pkey", "idx_messages_ticket_tenant"} <= set(by_name)
+    users = by_name["idx_users_tenant_id"]
     for key in ("idx_scan", "idx_tup_read", "idx_tup_fetch", "size_bytes", "last_idx_scan"):
         assert key in users
     if connection.pg_version < 160000:
         assert users["last_idx_scan"] == "unknown"
+    _, text = _stats("--database", "default", "tenant_indexes_helpdesk")
+    assert "redundant (kept: seed contract) to idx_tickets_tenant_status" in text
+    assert "idx_tickets_tenant_id: The help desk declares" in text
+    code, out, _ = _check("--database", "default", "--fail-level", "warning")
+    assert code == 0 and json.loads(out)["status"] == "ok"
+
+
+def _check(*args: str) -> tuple[int, str, str]:
+    out = StringIO()
+    try:
+        with override_settings(TENANT_INDEXES={"CHECK_INCLUDES_USAGE": True}):
+            call_command("check_tenant_indexes", "--format", "json", *args, stdout=out)
+    except CommandError as e:
+        return e.returncode, out.getvalue(), str(e)
+    return 0, out.getvalue(), ""
 
 
 @pytest.mark.django_db
-def test_stats__acknowledged_redundancy_keeps_the_check_green() -> None:
-    with override_settings(TENANT_INDEXES={"ACKNOWLEDGED_REDUNDANT": list(SEED_REDUNDANT)}):
+def test_stats__own_redundant_index_is_w002_until_acknowledged() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE INDEX users_tenant_email ON users (tenant_id, lower(email))")
+    code, doc = _json("--database", "default", "tenant_indexes_helpdesk")
+    assert (code, doc["status"]) == (0, "warning")  # a warning; the default fail level is error
+    (w002,) = [f for f in doc["findings"] if f["id"] == "tenant_indexes.W002"]
+    assert w002["index"] == "idx_users_tenant_id"
+    assert "users_tenant_email" in w002["message"]
+    assert "narrower (tenant_id) index can still win" in w002["hint"]
+    assert "ACKNOWLEDGED_REDUNDANT" in w002["hint"]
+    with override_settings(TENANT_INDEXES={"ACKNOWLEDGED_REDUNDANT": ["idx_users_tenant_id"]}):
         code, doc = _json(
             "--database", "default", "--fail-level", "warning", "tenant_indexes_helpdesk"
         )
     assert [f["id"] for f in doc["findings"]] == []
     assert (code, doc["status"]) == (0, "ok")
-    acknowledged = {ix["name"] for ix in doc["indexes"] if ix["redundancy_acknowledged"]}
-    assert acknowledged == set(SEED_REDUNDANT)
+    kept = {ix["name"]: ix["redundancy_kept"] for ix in doc["indexes"] if ix["redundant_to"]}
+    assert kept == {**dict.fromkeys(SEED_REDUNDANT, "seed contract"),
+                    "idx_users_tenant_id": "acknowledged"}  # fmt: skip
 
 
 @pytest.mark.django_db
 def test_stats__warnings_fail_at_fail_level_warning() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE INDEX users_tenant_email ON users (tenant_id, email)")
     code, _ = _stats("--database", "default", "--fail-level", "warning", "tenant_indexes_helpdesk")
     assert code == 1
 
@@ -84,9 +109,11 @@ def test_stats__sort_by_size_and_by_scans() -> None:
 
 @pytest.mark.django_db
 def test_stats__text_and_prometheus_render() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE INDEX users_tenant_email ON users (tenant_id, email)")
     code, text = _stats("--database", "default", "tenant_indexes_helpdesk")
     assert code == 0
-    assert "idx_tickets_tenant_id" in text and "tenant_indexes.W002" in text
+    assert "idx_users_tenant_id" in text and "tenant_indexes.W002" in text
     assert "statistics of default" in text
     code, prom = _stats("--database", "default", "--format", "prometheus")
     assert code == 0
