@@ -310,6 +310,30 @@ def render_usage_text(report: Any, style: Any = None) -> str:
         table = _table(table_headers, table_rows)
         lines.append(_paint(style, "MIGRATE_HEADING", table[0]))
         lines.extend(table[1:])
+    if report.history is not None:
+        lines.append("")
+        lines.append(f"recorded history, last {report.history_days:g} days:")
+        if not report.history:
+            lines.append("  no snapshots recorded (tenant_index_stats --record)")
+        history_rows = [
+            (
+                f"{h.schema}.{h.table}",
+                h.name,
+                str(h.idx_scan),
+                str(h.idx_tup_read),
+                f"{h.covered.total_seconds() / 86400:.1f}",
+                str(h.segments),
+                "-"
+                if h.size_growth_per_day is None
+                else f"{_size(int(h.size_growth_per_day))}/day",
+            )
+            for h in report.history
+        ]
+        if history_rows:
+            history_headers = ("TABLE", "INDEX", "SCANS", "TUP_READ", "DAYS", "SEGMENTS", "GROWTH")
+            table = _table(history_headers, history_rows)
+            lines.append(_paint(style, "MIGRATE_HEADING", table[0]))
+            lines.extend(table[1:])
     lines.extend(_findings_and_status_lines(report, style))
     return "\n".join(lines) + "\n"
 

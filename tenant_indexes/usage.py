@@ -62,6 +62,9 @@ class UsageReport:
     statistics: tuple[StatsAge, ...] = ()
     findings: tuple[Any, ...] = ()
     stats_min_age: timedelta = timedelta(days=7)
+    snapshots: tuple[UsageSnapshot, ...] = ()
+    history: tuple[Any, ...] | None = None
+    history_days: float | None = None
 
     @property
     def too_young(self) -> tuple[StatsAge, ...]:
@@ -87,6 +90,16 @@ class UsageReport:
                 "databases": [age.as_dict() for age in self.statistics],
             },
             "findings": [f.as_dict() for f in self.findings],
+            **(
+                {}
+                if self.history is None
+                else {
+                    "history": {
+                        "days": self.history_days,
+                        "indexes": [h.as_dict() for h in self.history],
+                    }
+                }
+            ),
         }
 
     def exit_code(self, fail_level: Any = "error") -> int:
@@ -194,7 +207,23 @@ def collect_usage(
         statistics=ages,
         findings=tuple(findings),
         stats_min_age=thresholds.stats_min_age,
+        snapshots=tuple(snapshots),
     )
+
+
+def with_history(report: UsageReport, days: float) -> UsageReport:
+    """``report`` with the deltas of the last ``days`` days of recorded history added.
+
+    Only the report's own aliases count; the window ends at the first alias's clock.
+    """
+    from .history import usage_since
+
+    if not report.snapshots:
+        return replace(report, history=(), history_days=days)
+    now = max(s.server.now for s in report.snapshots)
+    aliases = [s.server.alias for s in report.snapshots]
+    history = usage_since(days, now=now, databases=aliases)
+    return replace(report, history=tuple(history), history_days=days)
 
 
 # W001/W002 in check_tenant_indexes, opt-in through TENANT_INDEXES["CHECK_INCLUDES_USAGE"].
