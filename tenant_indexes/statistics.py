@@ -43,6 +43,11 @@ class ServerStats:
         postmaster_start: when the server started (``pg_postmaster_start_time()``).
         now: the server's clock when the statistics were read (``clock_timestamp()``, not
             the transaction start: a reset inside the same transaction comes later than that).
+        stats_start: from PostgreSQL 15 on, since when the server's statistics have been
+            counting: the earlier ``stats_reset`` of ``pg_stat_archiver`` and
+            ``pg_stat_bgwriter``. Both are set when the statistics are created (initdb) or
+            thrown away (a crash), and kept across a clean restart, as the index counters
+            are. ``None`` before 15, where this does not hold.
     """
 
     alias: str
@@ -52,6 +57,7 @@ class ServerStats:
     stats_reset: datetime | None
     postmaster_start: datetime
     now: datetime
+    stats_start: datetime | None = None
 
     @property
     def has_last_idx_scan(self) -> bool:
@@ -112,7 +118,10 @@ SELECT current_setting('server_version'),
        pg_is_in_recovery(),
        d.stats_reset,
        pg_postmaster_start_time(),
-       clock_timestamp()
+       clock_timestamp(),
+       CASE WHEN current_setting('server_version_num')::int >= 150000
+            THEN (SELECT least(a.stats_reset, b.stats_reset)
+                    FROM pg_stat_archiver a, pg_stat_bgwriter b) END
   FROM pg_stat_database d
  WHERE d.datname = current_database()
 """
@@ -168,7 +177,7 @@ def server_stats(using: str) -> ServerStats:
 def _server_stats(using: str, cursor: Any) -> ServerStats:
     cursor.execute(_CLEAR_AND_BOUND_SQL, check_timeouts())
     cursor.execute(_SERVER_STATS_SQL)
-    version, version_num, in_recovery, stats_reset, started, now = cursor.fetchone()
+    version, version_num, in_recovery, stats_reset, started, now, counting = cursor.fetchone()
     return ServerStats(
         alias=using,
         server_version=str(version).split()[0],
@@ -177,6 +186,7 @@ def _server_stats(using: str, cursor: Any) -> ServerStats:
         stats_reset=stats_reset,
         postmaster_start=started,
         now=now,
+        stats_start=counting,
     )
 
 

@@ -53,15 +53,18 @@ class UnusedVerdict(enum.StrEnum):
 class StatsAge:
     """How long one alias's statistics have been counting.
 
-    ``since`` is ``stats_reset`` when the database's statistics were reset, otherwise the
-    server's start: statistics survive a clean restart but not a crash, and PostgreSQL
-    records no time for that, so the start is the latest moment counting may have begun.
+    ``since`` is the latest of the moments the index counters may have started from:
+    the database's ``stats_reset`` (any reset, even of one table, moves it on 15+), and, on
+    PostgreSQL 15+, when the server's statistics were created or last thrown away by a
+    crash (:attr:`ServerStats.stats_start`): they survive a clean restart, so the server
+    start would make every restart look like "0 days". Before 15 (or when neither is
+    known) the server start is the latest moment counting may have begun.
     """
 
     alias: str
     since: datetime
     age: timedelta
-    source: str  # "stats_reset" or "server start"
+    source: str  # "stats_reset", "statistics start" or "server start"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,9 +76,17 @@ class StatsAge:
 
 
 def stats_age(server: ServerStats) -> StatsAge:
-    """The age of one alias's statistics (see :class:`StatsAge` for the conservative rule)."""
-    if server.stats_reset is not None:
-        since, source = server.stats_reset, "stats_reset"
+    """The age of one alias's statistics (see :class:`StatsAge` for the rule)."""
+    candidates = [
+        (moment, source)
+        for moment, source in (
+            (server.stats_reset, "stats_reset"),
+            (server.stats_start, "statistics start"),
+        )
+        if moment is not None
+    ]
+    if candidates:
+        since, source = max(candidates, key=lambda c: c[0])
     else:
         since, source = server.postmaster_start, "server start"
     return StatsAge(alias=server.alias, since=since, age=server.now - since, source=source)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -235,7 +236,7 @@ def test_representative_tenants__typical_outside_most_common_vals_largest_first_
     # Never analysed: no most common values, so no largest; the typical one is a real row's.
     typical, largest = representative_tenants("default", ("public", "users"), "tenant_id")
     assert largest is None
-    assert typical in {str(t.id) for t in tenants}
+    assert typical in {str(t.pk) for t in tenants}
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE users")
         cursor.execute(
@@ -244,6 +245,39 @@ def test_representative_tenants__typical_outside_most_common_vals_largest_first_
         )
         (common,) = cursor.fetchone()
     typical, largest = representative_tenants("default", ("public", "users"), "tenant_id")
-    assert largest == str(big) == common[0]
+    assert largest == str(big.pk) == common[0]
     assert typical not in common
     assert User.objects.filter(tenant_id=typical).count() == 2
+
+
+def test_stats_age__survives_a_clean_restart_and_restarts_after_a_crash(
+    django_db_blocker: Any,
+) -> None:
+    """On 15+ the counters survive a clean restart: the age must not drop to the server
+    start. After a crash they are gone, and the age starts again."""
+    from django.db import connections
+
+    from tenant_indexes.statistics import server_stats
+    from tests.support.cluster import start_cluster
+    from tests.test_views import extra_alias
+
+    cluster = start_cluster()
+    try:
+        settings_dict = cluster.database_settings(dict(connections.settings["default"]))
+        with django_db_blocker.unblock(), extra_alias("restarted", **settings_dict):
+            before = stats_age(server_stats("restarted"))
+            connections["restarted"].close()
+            cluster.restart("fast")  # clean
+            after_clean = server_stats("restarted")
+            connections["restarted"].close()
+            clean = stats_age(after_clean)
+            assert clean.source == "statistics start"
+            assert clean.since == before.since < after_clean.postmaster_start
+            cluster.restart("immediate")  # a crash: the statistics are thrown away
+            after_crash = server_stats("restarted")
+            connections["restarted"].close()
+            crashed = stats_age(after_crash)
+            assert crashed.since > after_clean.postmaster_start
+            assert crashed.since >= after_crash.postmaster_start
+    finally:
+        cluster.destroy()
