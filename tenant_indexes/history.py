@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,7 @@ class IndexHistory:
         first, last: the first and the last record used (over every alias).
         size_first, size_last: the index size at those records (first alias that has it).
         size_growth_per_day: ``(size_last - size_first) / days``; ``None`` under a minute.
+        covered_by_alias: ``{alias: time between its first and last record}``.
     """
 
     schema: str
@@ -51,6 +52,7 @@ class IndexHistory:
     size_first: int
     size_last: int
     size_growth_per_day: float | None
+    covered_by_alias: dict[str, timedelta] = field(default_factory=dict)
 
     @property
     def covered(self) -> timedelta:
@@ -134,6 +136,7 @@ def deltas(records: Iterable[Any]) -> list[IndexHistory]:
     for (schema, table, name), by_alias in sorted(grouped.items()):
         totals = [0, 0, 0]
         per_alias: dict[str, int] = {}
+        covered: dict[str, timedelta] = {}
         segments = 0
         everything = []
         for alias, rows in by_alias.items():
@@ -145,13 +148,14 @@ def deltas(records: Iterable[Any]) -> list[IndexHistory]:
             for previous, current in itertools.pairwise(rows):
                 fresh = _new_segment(previous, current)
                 alias_segments += fresh
-                for i, field in enumerate(("idx_scan", "idx_tup_read", "idx_tup_fetch")):
-                    now = getattr(current, field)
-                    step = now if fresh else now - getattr(previous, field)
+                for i, counter in enumerate(("idx_scan", "idx_tup_read", "idx_tup_fetch")):
+                    now = getattr(current, counter)
+                    step = now if fresh else now - getattr(previous, counter)
                     totals[i] += step
                     if i == 0:
                         scans += step
             per_alias[alias] = scans
+            covered[alias] = rows[-1].recorded_at - rows[0].recorded_at
             segments = max(segments, alias_segments)
         everything.sort(key=lambda r: r.recorded_at)
         first, last = everything[0], everything[-1]
@@ -178,6 +182,7 @@ def deltas(records: Iterable[Any]) -> list[IndexHistory]:
                 size_first=primary_rows[0].size_bytes,
                 size_last=primary_rows[-1].size_bytes,
                 size_growth_per_day=growth,
+                covered_by_alias=covered,
             )
         )
     return result

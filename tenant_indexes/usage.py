@@ -190,6 +190,7 @@ def collect_usage(
                 error=f"database {first.server.alias!r}: --explain failed: {first_error_line(e)}",
             )
     index_stats, table_stats, ages = analyse_usage(snapshots, tenant_columns, thresholds, plans)
+    index_stats = _judged_over_history(index_stats, snapshots, thresholds)
     findings = usage_findings(index_stats, table_stats, ages, tenant_columns, thresholds)
     if snapshots:
         findings.extend(
@@ -209,6 +210,33 @@ def collect_usage(
         stats_min_age=thresholds.stats_min_age,
         snapshots=tuple(snapshots),
     )
+
+
+def _judged_over_history(
+    index_stats: tuple[IndexStats, ...],
+    snapshots: Sequence[UsageSnapshot],
+    thresholds: UsageThresholds,
+) -> tuple[IndexStats, ...]:
+    """W001 over the last ``UNUSED_DAYS`` of recorded history, where there is enough of it.
+
+    Without the history table (the core migration not applied) nothing changes.
+    """
+    from django.db import transaction
+
+    from .history import HISTORY_DATABASE, usage_since
+    from .usageanalysis import judge_over_history
+
+    if not snapshots or HISTORY_DATABASE not in connections:
+        return index_stats
+    days = float(get_config()["UNUSED_DAYS"])
+    aliases = [s.server.alias for s in snapshots]
+    now = max(s.server.now for s in snapshots)
+    try:
+        with transaction.atomic(using=HISTORY_DATABASE):
+            history = usage_since(days, now=now, databases=aliases)
+    except DatabaseError:
+        return index_stats
+    return judge_over_history(index_stats, history, aliases, days, thresholds)
 
 
 def with_history(report: UsageReport, days: float) -> UsageReport:

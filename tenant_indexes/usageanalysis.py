@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -117,6 +117,7 @@ class IndexStats:
     redundant_to: str | None = None
     redundancy_acknowledged: bool = False
     redundancy_kept: str | None = None
+    unused_history_days: float | None = None
 
     @property
     def drop_hint(self) -> str | None:
@@ -160,6 +161,7 @@ class IndexStats:
             "redundant_to": self.redundant_to,
             "redundancy_acknowledged": self.redundancy_acknowledged,
             "redundancy_kept": self.redundancy_kept,
+            "unused_judged_over_history_days": self.unused_history_days,
             "drop_hint": self.drop_hint,
         }
 
@@ -402,6 +404,42 @@ def analyse_usage(
     return tuple(index_stats), tuple(table_stats), ages
 
 
+def judge_over_history(
+    index_stats: Sequence[IndexStats],
+    history: Sequence[Any],
+    aliases: Sequence[str],
+    days: float,
+    thresholds: UsageThresholds,
+) -> tuple[IndexStats, ...]:
+    """W001's verdicts over recorded history where it covers ``days`` on every alias.
+
+    An index whose records span at least ``days`` on every alias in ``aliases`` is unused
+    when it was scanned at most ``UNUSED_MAX_SCANS`` times on each over that span, and used
+    otherwise, whatever the statistics' age. Other indexes keep their verdict.
+    """
+    span = timedelta(days=days)
+    by_name = {(h.schema, h.table, h.name): h for h in history}
+    judged = []
+    for stats in index_stats:
+        h = by_name.get(_index_key(stats.index))
+        open_verdict = stats.unused in (
+            UnusedVerdict.USED,
+            UnusedVerdict.UNUSED,
+            UnusedVerdict.TOO_YOUNG,
+        )
+        if (
+            h is None
+            or not open_verdict
+            or not all(h.covered_by_alias.get(alias, timedelta(0)) >= span for alias in aliases)
+        ):
+            judged.append(stats)
+            continue
+        unused = all(h.per_alias.get(a, 0) <= thresholds.unused_max_scans for a in aliases)
+        verdict = UnusedVerdict.UNUSED if unused else UnusedVerdict.USED
+        judged.append(replace(stats, unused=verdict, unused_history_days=days))
+    return tuple(judged)
+
+
 def _days(delta: timedelta) -> str:
     return f"{delta.total_seconds() / 86400:.1f} days"
 
@@ -434,14 +472,18 @@ def usage_findings(
         if stats.unused is UnusedVerdict.UNUSED:
             scans = ", ".join(f"{a}={n}" for a, n in stats.per_alias.items())
             youngest = min(ages, key=lambda age: age.age)
+            period = (
+                f"in the last {stats.unused_history_days:g} days of recorded history"
+                if stats.unused_history_days is not None
+                else f"in {_days(youngest.age)} of statistics (since "
+                f"{youngest.since:%Y-%m-%d %H:%M} UTC, {youngest.source} on {youngest.alias})"
+            )
             findings.append(
                 Finding(
                     id=W_UNUSED,
                     message=f"index {ix.name} ({columns_text(ix.columns)}) on {where} has not "
-                    f"been scanned on any database ({scans}) in {_days(youngest.age)} of "
-                    f"statistics (since {youngest.since:%Y-%m-%d %H:%M} UTC, {youngest.source} "
-                    f"on {youngest.alias}); it costs {ix.known_size_bytes} bytes and slows "
-                    "every write",
+                    f"been scanned on any database ({scans}) {period}; it costs "
+                    f"{ix.known_size_bytes} bytes and slows every write",
                     hint="Check every replica first (pass each alias with --database), then "
                     f"drop it without blocking writes: DROP INDEX CONCURRENTLY {ix.schema}."
                     f"{ix.name}; and remove it from the model's Meta.indexes",

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.db.models import F
 
 from tenant_indexes.helpdesk.models import Tenant, User
 from tenant_indexes.models import IndexUsageSnapshot
@@ -140,3 +141,37 @@ def test_deltas__a_replicas_scans_are_summed_with_the_primarys_and_a_crash_bridg
     assert history.idx_scan == 19
     assert history.segments == 2
     assert history.size_growth_per_day == 8192 * 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_w001__judged_over_recorded_history_when_it_covers_unused_days() -> None:
+    """Young statistics (just reset) say "too young"; 40 days of recorded history with no
+    scan say unused, and an index scanned in that span is used."""
+    from datetime import timedelta
+
+    tenant = Tenant.objects.create(name="Acme", slug="acme")
+    User.objects.create(tenant=tenant, email="a@example.com")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_reset()")
+    _stats("--record")
+    IndexUsageSnapshot.objects.update(recorded_at=F("recorded_at") - timedelta(days=40))
+    without = {ix["name"]: ix["unused"] for ix in _stats()["indexes"]}
+    _tenant_scans(tenant, 2)
+    assert without["idx_audit_logs_tenant_id"] == "statistics too young to judge"
+    _stats("--record")
+    doc = _stats()
+    verdicts = {ix["name"]: ix for ix in doc["indexes"]}
+    assert verdicts["idx_audit_logs_tenant_id"]["unused"] == "unused"
+    assert verdicts["idx_audit_logs_tenant_id"]["unused_judged_over_history_days"] == 30
+    assert verdicts[INDEX]["unused"] == "used"
+    (w001,) = [
+        f for f in doc["findings"]
+        if f["id"] == "tenant_indexes.W001" and f["index"] == "idx_audit_logs_tenant_id"
+    ]  # fmt: skip
+    assert "in the last 30 days of recorded history" in w001["message"]
+    # Less history than UNUSED_DAYS: back to the statistics' age.
+    from django.test import override_settings
+
+    with override_settings(TENANT_INDEXES={"UNUSED_DAYS": 60}):
+        verdicts = {ix["name"]: ix["unused"] for ix in _stats()["indexes"]}
+    assert verdicts["idx_audit_logs_tenant_id"] == "statistics too young to judge"
