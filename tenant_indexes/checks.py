@@ -182,8 +182,14 @@ def check_live_tenant_indexes(
                     id=E_NOT_CHECKED,
                 )
             )
+    # The same verdict as the command, the view and the django-health-check backend: a
+    # finding at or above HEALTH_FAIL_LEVEL is an Error (manage.py check fails), one below
+    # it a Warning (reported, healthy).
+    from .conf import get_config
+
+    fail_rank = Level(get_config()["HEALTH_FAIL_LEVEL"]).rank
     for f in report.findings:
-        cls = checks.Error if f.level is Level.ERROR else checks.Warning
+        cls = checks.Error if f.level.rank >= fail_rank else checks.Warning
         where = f"{f.database}: {f.table}" + (f".{f.index}" if f.index else "")
         messages.append(cls(f"{where}: {f.message}", hint=f.hint, id=f.id))
     return messages

@@ -2,7 +2,7 @@
 
 Pure functions: (declared tables, catalog snapshot) in, frozen data out. The check
 (:mod:`tenant_indexes.health`), the repair and the migration operation's build all decide
-through this one comparison. Findings E001-E005.
+through this one comparison. Findings E001-E005, E050 and W050.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from .findings import (
     E_MISSING_SCHEMA,
     E_MISSING_TABLE,
     E_NO_TENANT_LEADING,
+    E_TENANT_INDEX_WRONG_METHOD,
+    W_UNDECLARED_INVALID,
     Finding,
     FindingSubject,
     IndexState,
@@ -242,7 +244,48 @@ def find_problems(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> l
         tenant_leading = _tenant_leading_finding(table, live_table, snapshot)
         if tenant_leading is not None:
             findings.append(tenant_leading)
+        findings.extend(_undeclared_invalid_findings(table, live_table, snapshot))
     return findings
+
+
+def _undeclared_invalid_findings(
+    table: TenantTable, live_table: CatalogTable, snapshot: CatalogSnapshot
+) -> list[Finding]:
+    declared = {ix.name for ix in table.indexes}
+    return [
+        undeclared_invalid_finding(snapshot.alias, ix)
+        for ix in snapshot.indexes_of(live_table)
+        if not ix.valid and not ix.building and ix.name not in declared
+    ]
+
+
+def undeclared_invalid_finding(alias: str, ix: CatalogIndex) -> Finding:
+    """W050 for an INVALID index on a tenant table that no model declares.
+
+    A declared INVALID index is E002; one nobody declares is still maintained on every
+    write (once ready) and, when unique, enforces nothing: worth a warning, not an error,
+    since no model relies on it. Shared by the check and ``tenant_index_stats``.
+    """
+    qualified = f"{ix.schema}.{ix.name}"
+    unique = (
+        " It is UNIQUE but enforces nothing while INVALID: duplicates can be inserted."
+        if ix.unique
+        else ""
+    )
+    cost = "every write maintains it" if ix.ready else "it takes space"
+    return Finding(
+        id=W_UNDECLARED_INVALID,
+        level=Level.WARNING,
+        database=alias,
+        schema=ix.schema,
+        table=ix.table,
+        index=ix.name,
+        message=f"index {qualified} on tenant table {ix.schema}.{ix.table} is INVALID and "
+        f"no model declares it: queries never use it, yet {cost}." + unique,
+        hint=f"Drop it without blocking writes: DROP INDEX CONCURRENTLY {qualified}; or, if "
+        "it is wanted, declare it in the model's Meta.indexes and rebuild it with "
+        f"repair_tenant_indexes --database {alias}. Definition: {ix.definition}",
+    )
 
 
 def _index_finding(
@@ -317,10 +360,35 @@ def _tenant_leading_finding(
         # A partial index does not serve every tenant query, so it does not count.
         return bool(ix.columns) and ix.columns[0] == table.tenant_column and not ix.predicate
 
-    if any(leads(ix) and ix.usable for ix in live_indexes):
+    # Only a B-tree counts: a BRIN index summarises block ranges, so on rows that are not
+    # stored in tenant order every range holds every tenant and a tenant query reads every
+    # block; a hash index serves equality on one column only (never a composite
+    # "tenant_id, ..." key, ordering, ranges or IN lists). GIN/GiST/SP-GiST need extension
+    # operator classes for a plain tenant column and serve no ordering either.
+    if any(leads(ix) and ix.usable and ix.method == "btree" for ix in live_indexes):
         return None
-    if any(leads(ix) and ix.building for ix in live_indexes):
+    if any(leads(ix) and ix.building and ix.method == "btree" for ix in live_indexes):
         return None  # one is being built right now: reported as "building", not a failure
+    other_methods = [ix for ix in live_indexes if leads(ix) and ix.usable]
+    if other_methods:
+        names = ", ".join(f"{ix.name} ({ix.method.upper()})" for ix in other_methods)
+        return Finding(
+            id=E_TENANT_INDEX_WRONG_METHOD,
+            level=Level.ERROR,
+            database=snapshot.alias,
+            schema=live_table.schema,
+            table=live_table.name,
+            index=other_methods[0].name,
+            message=f"table {live_table.schema}.{live_table.name} leads with "
+            f"{table.tenant_column} only in {names}, no B-tree: a BRIN index keeps one "
+            "summary per block range, so unless rows are stored in tenant order every range "
+            "matches every tenant and a tenant query reads the whole table; a hash index "
+            "serves single-column equality only, never a composite, ordered or range "
+            "tenant query",
+            hint=f"Declare a B-tree TenantIndex on {live_table.schema}.{live_table.name} "
+            "(TenantIndex(fields=[...]) in Meta.indexes), makemigrations and migrate; then "
+            "drop the other index if nothing else needs it",
+        )
     declared = [ix.name for ix in table.indexes if ix.leads_with == table.tenant_column]
     hint = (
         f"Create the declared {', '.join(declared)}: python manage.py repair_tenant_indexes "

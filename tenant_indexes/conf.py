@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "UNUSED_MAX_SCANS": 0,
     # No W001 while any alias's statistics are younger than this (days, may be fractional).
     "STATS_MIN_AGE_DAYS": 7,
+    # W001 over recorded history (tenant_index_stats --record): an index with no scans in the
+    # last this many days of snapshots on every alias is unused, whatever the statistics' age.
+    "UNUSED_DAYS": 30,
     # Seq-scan-heavy (W010): only tables with at least this many live rows ...
     "SEQ_SCAN_MIN_ROWS": 10_000,
     # ... at least this many sequential scans ...

@@ -61,6 +61,11 @@ W_PLAN_WITHOUT_TENANT_INDEX = "tenant_indexes.W011"
 # Row-level security (rls.py).
 E_RLS_POLICY_MISSING = "tenant_indexes.E030"
 W_RLS_POLICY_UNSERVED = "tenant_indexes.W030"
+
+# Coverage and leftovers on tenant tables.
+E_TENANT_INDEX_WRONG_METHOD = "tenant_indexes.E050"
+W_UNDECLARED_INVALID = "tenant_indexes.W050"
+
 # The health view's probe could not finish.
 E_PROBE_FAILED = "tenant_indexes.E101"
 

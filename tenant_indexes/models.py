@@ -1,4 +1,8 @@
-"""The abstract :class:`TenantModel`; the core app itself has no concrete model (no table)."""
+"""The abstract :class:`TenantModel`, and the core's one table: recorded usage snapshots.
+
+The core app creates no help-desk table; its only table, ``tenant_indexes_usage_snapshot``
+(migration ``0001``), holds what ``tenant_index_stats --record`` stores.
+"""
 
 from __future__ import annotations
 
@@ -31,3 +35,38 @@ class TenantModel(models.Model):
     class Meta:
         abstract = True
         indexes = [TenantIndex(fields=[])]
+
+
+class IndexUsageSnapshot(models.Model):
+    """One index's usage counters on one database alias at one moment.
+
+    Written by ``tenant_index_stats --record`` (:func:`tenant_indexes.history.record_usage`),
+    read by ``--since DAYS``. ``stats_reset`` and ``postmaster_start`` say which counting
+    segment the counters belong to: a reset or a crash starts a new one.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    recorded_at = models.DateTimeField(db_index=True)
+    database = models.CharField(max_length=100)
+    schema_name = models.CharField(max_length=63)
+    table_name = models.CharField(max_length=63)
+    index_name = models.CharField(max_length=63)
+    idx_scan = models.BigIntegerField()
+    idx_tup_read = models.BigIntegerField()
+    idx_tup_fetch = models.BigIntegerField()
+    size_bytes = models.BigIntegerField()
+    stats_reset = models.DateTimeField(null=True)
+    postmaster_start = models.DateTimeField()
+    in_recovery = models.BooleanField()
+
+    class Meta:
+        db_table = "tenant_indexes_usage_snapshot"
+        indexes = [
+            models.Index(
+                fields=["database", "schema_name", "index_name", "recorded_at"],
+                name="tenant_indexes_usage_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.database}:{self.schema_name}.{self.index_name}@{self.recorded_at}"

@@ -1,10 +1,13 @@
 """W002's rule: when another index on the same table makes an index redundant.
 
-"Redundant" needs the same table, method, predicate and expressions, and this index's keys
-(each with its operator class, collation and order: :attr:`CatalogIndex.keys`) as a leading
-prefix of the other's keys (btree) or exactly equal (any method); INCLUDE columns are not
-key columns. Pure functions over :class:`~tenant_indexes.catalog.CatalogIndex` rows, whoever
-read them (the check's snapshot or the usage statistics).
+"Redundant" needs the same table, method and predicate, and this index's keys (each a
+column or an expression with its operator class, collation and order, read per key from the
+catalog: :attr:`CatalogIndex.keys`) as a leading prefix of the other's keys (btree) or
+exactly equal (any method); INCLUDE columns are not key columns. A B-tree prefix is covered
+whatever the later keys are: ``(tenant_id)`` by ``(tenant_id, lower(name))``, and
+``(tenant_id, lower(name))`` by ``(tenant_id, lower(name), upper(email))``. Pure functions
+over :class:`~tenant_indexes.catalog.CatalogIndex` rows, whoever read them (the check's
+snapshot or the usage statistics).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ def _same_shape(a: CatalogIndex, b: CatalogIndex) -> bool:
         and a.table == b.table
         and a.method == b.method
         and a.predicate == b.predicate
-        and a.expressions == b.expressions
     )
 
 
@@ -33,7 +35,7 @@ def covers(other: CatalogIndex, index: CatalogIndex) -> bool:
     """Whether ``other`` makes ``index`` redundant (ignoring which of a duplicate pair to keep).
 
     ``other`` must be usable (valid, not being built) and of the same shape (table, method,
-    predicate, expressions); ``index``'s keys (column or expression with operator class,
+    predicate); ``index``'s keys (column or expression with operator class,
     collation and order) must be a leading prefix of ``other``'s keys (btree only; any other
     method needs equal keys), and ``index``'s INCLUDE columns must be among ``other``'s
     columns, or an index-only scan that ``index`` serves would lose them. A unique index is

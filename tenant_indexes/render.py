@@ -265,8 +265,11 @@ def render_usage_text(report: Any, style: Any = None) -> str:
                 str(s.idx_tup_fetch),
                 s.as_dict()["last_idx_scan"] or "never",
                 s.unused.value
-                + (f"; redundant to {s.redundant_to}" if s.redundant_to else "")
-                + (" (acknowledged)" if s.redundancy_acknowledged else ""),
+                + (
+                    f"; redundant (kept: {s.redundancy_kept}) to {s.redundant_to}"
+                    if s.redundant_to and s.redundancy_kept
+                    else (f"; redundant to {s.redundant_to}" if s.redundant_to else "")
+                ),
             )
             for s in report.indexes
         ]
@@ -274,6 +277,7 @@ def render_usage_text(report: Any, style: Any = None) -> str:
         table = _table(headers, rows)
         lines.append(_paint(style, "MIGRATE_HEADING", table[0]))
         lines.extend(table[1:])
+        lines.extend(f"  {s.index.name}: {s.drop_hint}" for s in report.indexes if s.drop_hint)
     if report.tables:
         lines.append("")
         table_rows: list[tuple[str, ...]] = []
@@ -286,6 +290,11 @@ def render_usage_text(report: Any, style: Any = None) -> str:
                     if t.plan.tenant is None
                     else ", ".join(t.plan.index_names) or " > ".join(t.plan.node_types)
                 )
+                big = t.largest_plan
+                if big is not None and big.tenant is not None:
+                    part = f" {big.tenant_share:.0%}" if big.tenant_share is not None else ""
+                    big_plan = ", ".join(big.index_names) or " > ".join(big.node_types)
+                    plan = f"typical: {plan}; largest ({big.tenant}{part}): {big_plan}"
             table_rows.append(
                 (
                     f"{t.schema}.{t.table}",
@@ -301,6 +310,30 @@ def render_usage_text(report: Any, style: Any = None) -> str:
         table = _table(table_headers, table_rows)
         lines.append(_paint(style, "MIGRATE_HEADING", table[0]))
         lines.extend(table[1:])
+    if report.history is not None:
+        lines.append("")
+        lines.append(f"recorded history, last {report.history_days:g} days:")
+        if not report.history:
+            lines.append("  no snapshots recorded (tenant_index_stats --record)")
+        history_rows = [
+            (
+                f"{h.schema}.{h.table}",
+                h.name,
+                str(h.idx_scan),
+                str(h.idx_tup_read),
+                f"{h.covered.total_seconds() / 86400:.1f}",
+                str(h.segments),
+                "-"
+                if h.size_growth_per_day is None
+                else f"{_size(int(h.size_growth_per_day))}/day",
+            )
+            for h in report.history
+        ]
+        if history_rows:
+            history_headers = ("TABLE", "INDEX", "SCANS", "TUP_READ", "DAYS", "SEGMENTS", "GROWTH")
+            table = _table(history_headers, history_rows)
+            lines.append(_paint(style, "MIGRATE_HEADING", table[0]))
+            lines.extend(table[1:])
     lines.extend(_findings_and_status_lines(report, style))
     return "\n".join(lines) + "\n"
 

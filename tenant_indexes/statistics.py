@@ -43,6 +43,11 @@ class ServerStats:
         postmaster_start: when the server started (``pg_postmaster_start_time()``).
         now: the server's clock when the statistics were read (``clock_timestamp()``, not
             the transaction start: a reset inside the same transaction comes later than that).
+        stats_start: from PostgreSQL 15 on, since when the server's statistics have been
+            counting: the earlier ``stats_reset`` of ``pg_stat_archiver`` and
+            ``pg_stat_bgwriter``. Both are set when the statistics are created (initdb) or
+            thrown away (a crash), and kept across a clean restart, as the index counters
+            are. ``None`` before 15, where this does not hold.
     """
 
     alias: str
@@ -52,6 +57,7 @@ class ServerStats:
     stats_reset: datetime | None
     postmaster_start: datetime
     now: datetime
+    stats_start: datetime | None = None
 
     @property
     def has_last_idx_scan(self) -> bool:
@@ -89,7 +95,10 @@ class TenantQueryPlan:
     """The plan of ``SELECT * FROM table WHERE tenant_column = <a real tenant>``.
 
     ``tenant`` is ``None`` (and the plan empty) when the table has no row to take a
-    tenant from. ``index_names`` are the indexes the plan scans on this table.
+    tenant from. ``index_names`` are the indexes the plan scans on this table. ``role`` is
+    ``"typical"`` (a tenant outside ``pg_stats.most_common_vals``) or ``"largest"`` (the most
+    common tenant, whose share of the rows is ``tenant_share``); ``estimated_rows`` is the
+    planner's row estimate for that tenant.
     """
 
     schema: str
@@ -98,6 +107,9 @@ class TenantQueryPlan:
     tenant: str | None
     node_types: tuple[str, ...]
     index_names: tuple[str, ...]
+    role: str = "typical"
+    estimated_rows: float | None = None
+    tenant_share: float | None = None
 
 
 _SERVER_STATS_SQL = """
@@ -106,7 +118,10 @@ SELECT current_setting('server_version'),
        pg_is_in_recovery(),
        d.stats_reset,
        pg_postmaster_start_time(),
-       clock_timestamp()
+       clock_timestamp(),
+       CASE WHEN current_setting('server_version_num')::int >= 150000
+            THEN (SELECT least(a.stats_reset, b.stats_reset)
+                    FROM pg_stat_archiver a, pg_stat_bgwriter b) END
   FROM pg_stat_database d
  WHERE d.datname = current_database()
 """
@@ -182,7 +197,7 @@ def server_stats(using: str) -> ServerStats:
 def _server_stats(using: str, cursor: Any) -> ServerStats:
     cursor.execute(_CLEAR_AND_BOUND_SQL, check_timeouts())
     cursor.execute(_SERVER_STATS_SQL)
-    version, version_num, in_recovery, stats_reset, started, now = cursor.fetchone()
+    version, version_num, in_recovery, stats_reset, started, now, counting = cursor.fetchone()
     return ServerStats(
         alias=using,
         server_version=str(version).split()[0],
@@ -191,6 +206,7 @@ def _server_stats(using: str, cursor: Any) -> ServerStats:
         stats_reset=stats_reset,
         postmaster_start=started,
         now=now,
+        stats_start=counting,
     )
 
 
@@ -219,35 +235,132 @@ def usage_snapshot(using: str, tables: Sequence[tuple[str | None, str]]) -> Usag
     return UsageSnapshot(server=server, indexes=indexes, tables=table_rows)
 
 
-# A typical tenant, not one of the most common values the planner knows: for a dominant
-# tenant a sequential scan is the right plan, and asking about it would flag a healthy
-# table. Falls back to any row when every tenant is common.
-_TYPICAL_TENANT_SQL = """
-SELECT tenant, type_name FROM (
-  (SELECT {column}::text AS tenant, pg_typeof({column})::text AS type_name, 0 AS preference
-     FROM {relation}
-    WHERE {column}::text <> ALL (coalesce((SELECT most_common_vals::text::text[]
-                                             FROM pg_stats
-                                            WHERE schemaname = %s AND tablename = %s
-                                              AND attname = %s), '{{}}'::text[]))
-    LIMIT 1)
-  UNION ALL
-  (SELECT {column}::text, pg_typeof({column})::text, 1 FROM {relation} LIMIT 1)
-) AS candidates ORDER BY preference LIMIT 1
+# The tenants a skew-aware EXPLAIN plans, from the planner's own statistics. The largest is
+# the first of pg_stats.most_common_vals (they come ordered by frequency); a typical one is a
+# real row whose tenant is not among them, so its estimate is the "rest of the tenants" one.
+# When every tenant is common (few tenants) the typical one is the least common of them;
+# without statistics (never analysed) it is any row and there is no largest. The inherited
+# row of a partitioned or inheritance parent is preferred: it describes the whole tree.
+_TENANT_STATISTICS_SQL = """
+SELECT s.most_common_vals::text::text[], s.most_common_freqs
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = %s
+ WHERE c.oid = %s::regclass
+ ORDER BY s.inherited DESC
+ LIMIT 1
 """
+
+_TYPICAL_TENANT_SQL = """
+SELECT {column}::text FROM {relation}
+ WHERE {column} IS NOT NULL AND {column}::text <> ALL (%s::text[])
+ LIMIT 1
+"""
+
+_COLUMN_TYPE_SQL = """
+SELECT format_type(a.atttypid, a.atttypmod)
+  FROM pg_attribute a
+ WHERE a.attrelid = %s::regclass AND a.attname = %s AND NOT a.attisdropped
+"""
+
+
+@dataclass(frozen=True)
+class RepresentativeTenants:
+    """The tenants a skew-aware EXPLAIN plans on one table.
+
+    Attributes:
+        typical: a real tenant outside ``pg_stats.most_common_vals`` (the least common of
+            them when every tenant is common), ``None`` on an empty table.
+        largest: the most common tenant according to ``pg_stats``, ``None`` without
+            statistics (never analysed) or when the column has no most common values.
+        largest_share: the planner's estimated share of the table's rows that are
+            ``largest``'s (``most_common_freqs[0]``).
+        type_name: the tenant column's type as the server writes it.
+    """
+
+    typical: str | None
+    largest: str | None
+    largest_share: float | None
+    type_name: str | None
+
+
+def _representative_tenants(cursor: Any, relation: str, column: str) -> RepresentativeTenants:
+    """:class:`RepresentativeTenants` of ``relation`` (already quoted) on an open cursor."""
+    cursor.execute(_COLUMN_TYPE_SQL, [relation, column])
+    row = cursor.fetchone()
+    if row is None:
+        return RepresentativeTenants(None, None, None, None)
+    type_name = row[0]
+    cursor.execute(_TENANT_STATISTICS_SQL, [column, relation])
+    row = cursor.fetchone()
+    common: list[str] = list(row[0] or []) if row else []
+    freqs: list[float] = list(row[1] or []) if row else []
+    cursor.execute(
+        _TYPICAL_TENANT_SQL.format(column=quote_identifier(column), relation=relation), [common]
+    )
+    found = cursor.fetchone()
+    if found is not None:
+        typical: str | None = found[0]
+    elif len(common) > 1:
+        typical = common[-1]  # every tenant is common: the least common of them
+    else:
+        typical = common[0] if common else None
+    largest = common[0] if common else None
+    if largest is not None and largest == typical:
+        largest = None  # one tenant only: nothing to compare with
+    return RepresentativeTenants(
+        typical=typical,
+        largest=largest,
+        largest_share=freqs[0] if freqs and largest is not None else None,
+        type_name=type_name,
+    )
+
+
+def representative_tenants(
+    using: str, table: str | tuple[str, str], column: str
+) -> tuple[str | None, str | None]:
+    """A typical tenant and the largest tenant of ``table``, as text.
+
+    The typical tenant is a real row's tenant that is not among the tenant column's
+    ``pg_stats.most_common_vals``: the planner estimates every such tenant alike, so its
+    plan is the one most tenants get. The largest is the first of ``most_common_vals``
+    (``None`` when the table was never analysed or has one tenant only): for it a
+    sequential scan can be the right plan. Costs four statements under the ``CHECK_*``
+    timeouts, in a transaction that is rolled back; reads one row of the table.
+
+    Args:
+        using: the database alias.
+        table: a table name (resolved on the search_path) or a ``(schema, table)`` pair.
+        column: the tenant column.
+
+    Returns:
+        ``(typical, largest)``; ``(None, None)`` when the table or the column does not exist
+        or the table is empty.
+    """
+    relation = qualified_name(*table) if isinstance(table, tuple) else quote_identifier(table)
+    with bounded_read(using) as cursor:
+        cursor.execute(_CLEAR_AND_BOUND_SQL, check_timeouts())
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [relation])
+        if not cursor.fetchone()[0]:
+            return None, None
+        found = _representative_tenants(cursor, relation, column)
+    return found.typical, found.largest
 
 
 def tenant_query_plans(
     using: str, tables: Sequence[tuple[str, str, str]]
 ) -> tuple[TenantQueryPlan, ...]:
-    """EXPLAIN (never ANALYZE) a tenant-scoped query on each table.
+    """EXPLAIN (never ANALYZE) a tenant-scoped query on each table, for two tenants.
 
-    For each ``(live schema, table, tenant_column)``: take the tenant of one real row (one
-    that is not among ``pg_stats.most_common_vals`` when there is one), then
-    ``EXPLAIN (FORMAT JSON) SELECT * FROM table WHERE tenant_column = <that tenant>``.
-    Nothing is executed but one single-row read per table, so this is safe in production.
-    Tables that do not exist are left out. Costs two statements per table, plus two, under
-    the same timeouts as :func:`usage_snapshot`.
+    For each ``(live schema, table, tenant_column)``: find a typical and the largest tenant
+    (:func:`representative_tenants`), then
+    ``EXPLAIN (FORMAT JSON) SELECT * FROM table WHERE tenant_column = <tenant>`` for each.
+    The typical tenant's plan comes first (``role="typical"``), the largest's second
+    (``role="largest"``, absent when the statistics name no most common tenant). Nothing is
+    executed but one single-row read per table, so this is safe in production. Tables that
+    do not exist are left out; a table without rows gets one typical plan with no tenant.
+    Costs at most six statements per table, plus two, under the same timeouts as
+    :func:`usage_snapshot`.
     """
     plans = []
     with bounded_read(using) as cursor:
@@ -261,38 +374,38 @@ def tenant_query_plans(
             relation = qualified_name(schema, table)
             if relation not in existing:
                 continue
-            tenant_sql = quote_identifier(column)
-            cursor.execute(
-                _TYPICAL_TENANT_SQL.format(column=tenant_sql, relation=relation),
-                [schema, table, column],
-            )
-            row = cursor.fetchone()
-            if row is None:
+            tenants = _representative_tenants(cursor, relation, column)
+            if tenants.typical is None or tenants.type_name is None:
                 plans.append(TenantQueryPlan(schema, table, column, None, (), ()))
                 continue
-            tenant, type_name = row
-            # The value goes as a parameter cast to the column's type (a regtype name the
-            # server produced, already quoted), so the planner sees a typed constant as in
-            # a real tenant query and can use the column's statistics.
-            root = explain_plan(
-                cursor,
-                f"EXPLAIN (FORMAT JSON) SELECT * FROM {relation} "
-                f"WHERE {tenant_sql} = %s::{type_name}",
-                [tenant],
-            )
-            nodes = list(plan_nodes(root))
-            plans.append(
-                TenantQueryPlan(
-                    schema=schema,
-                    table=table,
-                    tenant_column=column,
-                    tenant=tenant,
-                    node_types=tuple(node["Node Type"] for node in nodes),
-                    index_names=tuple(
-                        node["Index Name"]
-                        for node in nodes
-                        if "Index Name" in node and node.get("Relation Name", table) == table
-                    ),
+            for role, tenant in (("typical", tenants.typical), ("largest", tenants.largest)):
+                if tenant is None:
+                    continue
+                # The value goes as a parameter cast to the column's type (a type name the
+                # server produced, already quoted), so the planner sees a typed constant as
+                # in a real tenant query and can use the column's statistics.
+                root = explain_plan(
+                    cursor,
+                    f"EXPLAIN (FORMAT JSON) SELECT * FROM {relation} "
+                    f"WHERE {quote_identifier(column)} = %s::{tenants.type_name}",
+                    [tenant],
                 )
-            )
+                nodes = list(plan_nodes(root))
+                plans.append(
+                    TenantQueryPlan(
+                        schema=schema,
+                        table=table,
+                        tenant_column=column,
+                        tenant=tenant,
+                        node_types=tuple(node["Node Type"] for node in nodes),
+                        index_names=tuple(
+                            node["Index Name"]
+                            for node in nodes
+                            if "Index Name" in node and node.get("Relation Name", table) == table
+                        ),
+                        role=role,
+                        estimated_rows=float(root.get("Plan Rows", 0.0)),
+                        tenant_share=tenants.largest_share if role == "largest" else None,
+                    )
+                )
     return tuple(plans)

@@ -18,6 +18,7 @@ from typing import Any
 from django.db import DatabaseError, connections
 
 from .catalog import CatalogSnapshot, first_error_line
+from .compare import undeclared_invalid_finding
 from .conf import get_config
 from .declared import TenantTable
 from .findings import W_REDUNDANT, W_UNUSED, Finding
@@ -61,6 +62,9 @@ class UsageReport:
     statistics: tuple[StatsAge, ...] = ()
     findings: tuple[Any, ...] = ()
     stats_min_age: timedelta = timedelta(days=7)
+    snapshots: tuple[UsageSnapshot, ...] = ()
+    history: tuple[Any, ...] | None = None
+    history_days: float | None = None
 
     @property
     def too_young(self) -> tuple[StatsAge, ...]:
@@ -86,6 +90,16 @@ class UsageReport:
                 "databases": [age.as_dict() for age in self.statistics],
             },
             "findings": [f.as_dict() for f in self.findings],
+            **(
+                {}
+                if self.history is None
+                else {
+                    "history": {
+                        "days": self.history_days,
+                        "indexes": [h.as_dict() for h in self.history],
+                    }
+                }
+            ),
         }
 
     def exit_code(self, fail_level: Any = "error") -> int:
@@ -128,6 +142,7 @@ def collect_usage(
     reports: list[DatabaseReport] = []
     snapshots: list[UsageSnapshot] = []
     tenant_columns: dict[tuple[str, str], str] = {}
+    declared_names: dict[tuple[str, str], set[str]] = {}
     for alias in aliases:
         started = time.perf_counter()
         connection = connections[alias]
@@ -154,6 +169,9 @@ def collect_usage(
             for t in tables:
                 if t.table == live.table and t.schema in (None, live.schema):
                     tenant_columns[(live.schema, live.table)] = t.tenant_column
+                    declared_names.setdefault((live.schema, live.table), set()).update(
+                        ix.name for ix in t.indexes
+                    )
         snapshots.append(snapshot)
         reports.append(
             DatabaseReport(
@@ -180,7 +198,16 @@ def collect_usage(
                 error=f"database {first.server.alias!r}: --explain failed: {first_error_line(e)}",
             )
     index_stats, table_stats, ages = analyse_usage(snapshots, tenant_columns, thresholds, plans)
+    index_stats = _judged_over_history(index_stats, snapshots, thresholds)
     findings = usage_findings(index_stats, table_stats, ages, tenant_columns, thresholds)
+    if snapshots:
+        findings.extend(
+            undeclared_invalid_finding(snapshots[0].server.alias, ix)
+            for ix in snapshots[0].indexes
+            if not ix.valid
+            and not ix.building
+            and ix.name not in declared_names.get((ix.schema, ix.table), set())
+        )
     return UsageReport(
         status=overall_status(reports, findings),
         databases=tuple(reports),
@@ -189,7 +216,50 @@ def collect_usage(
         statistics=ages,
         findings=tuple(findings),
         stats_min_age=thresholds.stats_min_age,
+        snapshots=tuple(snapshots),
     )
+
+
+def _judged_over_history(
+    index_stats: tuple[IndexStats, ...],
+    snapshots: Sequence[UsageSnapshot],
+    thresholds: UsageThresholds,
+) -> tuple[IndexStats, ...]:
+    """W001 over the last ``UNUSED_DAYS`` of recorded history, where there is enough of it.
+
+    Without the history table (the core migration not applied) nothing changes.
+    """
+    from django.db import transaction
+
+    from .history import HISTORY_DATABASE, usage_since
+    from .usageanalysis import judge_over_history
+
+    if not snapshots or HISTORY_DATABASE not in connections:
+        return index_stats
+    days = float(get_config()["UNUSED_DAYS"])
+    aliases = [s.server.alias for s in snapshots]
+    now = max(s.server.now for s in snapshots)
+    try:
+        with transaction.atomic(using=HISTORY_DATABASE):
+            history = usage_since(days, now=now, databases=aliases)
+    except DatabaseError:
+        return index_stats
+    return judge_over_history(index_stats, history, aliases, days, thresholds)
+
+
+def with_history(report: UsageReport, days: float) -> UsageReport:
+    """``report`` with the deltas of the last ``days`` days of recorded history added.
+
+    Only the report's own aliases count; the window ends at the first alias's clock.
+    """
+    from .history import usage_since
+
+    if not report.snapshots:
+        return replace(report, history=(), history_days=days)
+    now = max(s.server.now for s in report.snapshots)
+    aliases = [s.server.alias for s in report.snapshots]
+    history = usage_since(days, now=now, databases=aliases)
+    return replace(report, history=tuple(history), history_days=days)
 
 
 # W001/W002 in check_tenant_indexes, opt-in through TENANT_INDEXES["CHECK_INCLUDES_USAGE"].

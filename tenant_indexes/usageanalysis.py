@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,21 +45,26 @@ class UnusedVerdict(enum.StrEnum):
     TOO_YOUNG = "statistics too young to judge"
     ENFORCES_CONSTRAINT = "unique or primary: enforces a constraint, never unused"
     INVALID = "invalid: not used by queries, see check_tenant_indexes"
+    INVALID_UNIQUE = "invalid unique: enforces nothing, duplicates can be inserted"
+    BUILDING = "being built: not used by queries yet"
 
 
 @dataclass(frozen=True)
 class StatsAge:
     """How long one alias's statistics have been counting.
 
-    ``since`` is ``stats_reset`` when the database's statistics were reset, otherwise the
-    server's start: statistics survive a clean restart but not a crash, and PostgreSQL
-    records no time for that, so the start is the latest moment counting may have begun.
+    ``since`` is the latest of the moments the index counters may have started from:
+    the database's ``stats_reset`` (any reset, even of one table, moves it on 15+), and, on
+    PostgreSQL 15+, when the server's statistics were created or last thrown away by a
+    crash (:attr:`ServerStats.stats_start`): they survive a clean restart, so the server
+    start would make every restart look like "0 days". Before 15 (or when neither is
+    known) the server start is the latest moment counting may have begun.
     """
 
     alias: str
     since: datetime
     age: timedelta
-    source: str  # "stats_reset" or "server start"
+    source: str  # "stats_reset", "statistics start" or "server start"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -71,9 +76,17 @@ class StatsAge:
 
 
 def stats_age(server: ServerStats) -> StatsAge:
-    """The age of one alias's statistics (see :class:`StatsAge` for the conservative rule)."""
-    if server.stats_reset is not None:
-        since, source = server.stats_reset, "stats_reset"
+    """The age of one alias's statistics (see :class:`StatsAge` for the rule)."""
+    candidates = [
+        (moment, source)
+        for moment, source in (
+            (server.stats_reset, "stats_reset"),
+            (server.stats_start, "statistics start"),
+        )
+        if moment is not None
+    ]
+    if candidates:
+        since, source = max(candidates, key=lambda c: c[0])
     else:
         since, source = server.postmaster_start, "server start"
     return StatsAge(alias=server.alias, since=since, age=server.now - since, source=source)
@@ -103,6 +116,21 @@ class IndexStats:
     unused: UnusedVerdict
     redundant_to: str | None = None
     redundancy_acknowledged: bool = False
+    redundancy_kept: str | None = None
+    unused_history_days: float | None = None
+
+    @property
+    def drop_hint(self) -> str | None:
+        """How to drop a redundant index that is kept on purpose (``None`` otherwise)."""
+        if self.redundancy_kept != SEED_CONTRACT:
+            return None
+        ix = self.index
+        return (
+            f"The help desk declares {ix.name} beside {self.redundant_to} as part of its "
+            "schema. To drop it, compare both indexes' idx_scan on every replica first, then "
+            f"DROP INDEX CONCURRENTLY {ix.schema}.{ix.name}; a later repair_tenant_indexes "
+            "would recreate it, so only do this if you do not run repair on this database"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         ix = self.index
@@ -132,6 +160,9 @@ class IndexStats:
             "unused": self.unused.value,
             "redundant_to": self.redundant_to,
             "redundancy_acknowledged": self.redundancy_acknowledged,
+            "redundancy_kept": self.redundancy_kept,
+            "unused_judged_over_history_days": self.unused_history_days,
+            "drop_hint": self.drop_hint,
         }
 
 
@@ -151,6 +182,8 @@ class TableStats:
     estimated_rows: float = 0.0
     plan: TenantQueryPlan | None = None
     plan_uses_tenant_index: bool | None = None
+    largest_plan: TenantQueryPlan | None = None
+    largest_plan_uses_tenant_index: bool | None = None
 
     @property
     def seq_scan_share(self) -> float | None:
@@ -177,7 +210,21 @@ class TableStats:
                 "node_types": list(self.plan.node_types),
                 "indexes": list(self.plan.index_names),
                 "uses_tenant_index": self.plan_uses_tenant_index,
+                "estimated_rows": self.plan.estimated_rows,
             }
+            largest = self.largest_plan
+            result["explain_largest"] = (
+                None
+                if largest is None
+                else {
+                    "tenant": largest.tenant,
+                    "share": largest.tenant_share,
+                    "node_types": list(largest.node_types),
+                    "indexes": list(largest.index_names),
+                    "uses_tenant_index": self.largest_plan_uses_tenant_index,
+                    "estimated_rows": largest.estimated_rows,
+                }
+            )
         return result
 
 
@@ -191,6 +238,7 @@ class UsageThresholds:
     seq_scan_min_scans: int = 50
     seq_scan_min_share: float = 0.5
     acknowledged_redundant: frozenset[str] = field(default_factory=frozenset)
+    contract_redundant: frozenset[tuple[str, str]] = field(default_factory=frozenset)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> UsageThresholds:
@@ -202,7 +250,27 @@ class UsageThresholds:
             seq_scan_min_scans=int(config["SEQ_SCAN_MIN_SCANS"]),
             seq_scan_min_share=float(config["SEQ_SCAN_MIN_SHARE"]),
             acknowledged_redundant=frozenset(config["ACKNOWLEDGED_REDUNDANT"]),
+            contract_redundant=_seed_contract_redundant(),
         )
+
+
+#: Why a redundant index of the help desk is kept without a W002.
+SEED_CONTRACT = "seed contract"
+
+# The help desk's schema declares these single-column indexes beside their composite
+# (tenant_id, status) ones; they are truly redundant, and they are the schema it ships, so a
+# fresh install reports them as kept rather than as a warning. Keyed by (table, index).
+_SEED_CONTRACT_REDUNDANT = frozenset(
+    {("tickets", "idx_tickets_tenant_id"), ("customers", "idx_customers_tenant_id")}
+)
+
+
+def _seed_contract_redundant() -> frozenset[tuple[str, str]]:
+    from django.apps import apps
+
+    if apps.is_installed("tenant_indexes.helpdesk"):
+        return _SEED_CONTRACT_REDUNDANT
+    return frozenset()
 
 
 def _index_key(index: CatalogIndex) -> tuple[str, str, str]:
@@ -254,10 +322,13 @@ def analyse_usage(
         seen = by_alias[_index_key(index)]
         per_alias = {alias: usage.idx_scan or 0 for alias, usage in seen.items()}
         last_scans = [u.last_idx_scan for u in seen.values() if u.last_idx_scan is not None]
-        if backs_constraint(index) or index.unique:
+        # INVALID first: an INVALID unique index enforces nothing (duplicates go in).
+        if not index.valid:
+            verdict = UnusedVerdict.INVALID_UNIQUE if index.unique else UnusedVerdict.INVALID
+        elif backs_constraint(index) or index.unique:
             verdict = UnusedVerdict.ENFORCES_CONSTRAINT
         elif not index.usable:
-            verdict = UnusedVerdict.INVALID
+            verdict = UnusedVerdict.BUILDING
         elif any(scans > thresholds.unused_max_scans for scans in per_alias.values()):
             verdict = UnusedVerdict.USED
         elif young or len(seen) < len(snapshots):
@@ -270,6 +341,11 @@ def analyse_usage(
             index.name in thresholds.acknowledged_redundant
             or f"{index.schema}.{index.name}" in thresholds.acknowledged_redundant
         )
+        kept = None
+        if acknowledged:
+            kept = "acknowledged"
+        elif covering is not None and (index.table, index.name) in thresholds.contract_redundant:
+            kept, acknowledged = SEED_CONTRACT, True
         index_stats.append(
             IndexStats(
                 index=index,
@@ -282,6 +358,7 @@ def analyse_usage(
                 unused=verdict,
                 redundant_to=covering,
                 redundancy_acknowledged=acknowledged,
+                redundancy_kept=kept,
             )
         )
 
@@ -289,7 +366,8 @@ def analyse_usage(
     for snapshot in snapshots:
         for table in snapshot.tables:
             tables_by_alias.setdefault((table.schema, table.table), []).append(table)
-    plans_by_table = {(p.schema, p.table): p for p in plans}
+    plans_by_table = {(p.schema, p.table): p for p in plans if p.role == "typical"}
+    largest_by_table = {(p.schema, p.table): p for p in plans if p.role == "largest"}
     tenant_leading = {
         (ix.schema, ix.table, ix.name)
         for ix in first.indexes
@@ -307,9 +385,13 @@ def analyse_usage(
             and seq_scan >= thresholds.seq_scan_min_share * (seq_scan + idx_scan)
         )
         plan = plans_by_table.get(key)
-        uses = None
-        if plan is not None and plan.tenant is not None:
-            uses = any((table.schema, table.table, n) in tenant_leading for n in plan.index_names)
+        largest = largest_by_table.get(key)
+
+        def uses_tenant_index(p: TenantQueryPlan | None, key: tuple[str, str] = key) -> bool | None:
+            if p is None or p.tenant is None:
+                return None
+            return any((*key, n) in tenant_leading for n in p.index_names)
+
         table_stats.append(
             TableStats(
                 schema=table.schema,
@@ -323,10 +405,48 @@ def analyse_usage(
                 seq_scan_heavy=heavy,
                 estimated_rows=table.estimated_rows,
                 plan=plan,
-                plan_uses_tenant_index=uses,
+                plan_uses_tenant_index=uses_tenant_index(plan),
+                largest_plan=largest,
+                largest_plan_uses_tenant_index=uses_tenant_index(largest),
             )
         )
     return tuple(index_stats), tuple(table_stats), ages
+
+
+def judge_over_history(
+    index_stats: Sequence[IndexStats],
+    history: Sequence[Any],
+    aliases: Sequence[str],
+    days: float,
+    thresholds: UsageThresholds,
+) -> tuple[IndexStats, ...]:
+    """W001's verdicts over recorded history where it covers ``days`` on every alias.
+
+    An index whose records span at least ``days`` on every alias in ``aliases`` is unused
+    when it was scanned at most ``UNUSED_MAX_SCANS`` times on each over that span, and used
+    otherwise, whatever the statistics' age. Other indexes keep their verdict.
+    """
+    span = timedelta(days=days)
+    by_name = {(h.schema, h.table, h.name): h for h in history}
+    judged = []
+    for stats in index_stats:
+        h = by_name.get(_index_key(stats.index))
+        open_verdict = stats.unused in (
+            UnusedVerdict.USED,
+            UnusedVerdict.UNUSED,
+            UnusedVerdict.TOO_YOUNG,
+        )
+        if (
+            h is None
+            or not open_verdict
+            or not all(h.covered_by_alias.get(alias, timedelta(0)) >= span for alias in aliases)
+        ):
+            judged.append(stats)
+            continue
+        unused = all(h.per_alias.get(a, 0) <= thresholds.unused_max_scans for a in aliases)
+        verdict = UnusedVerdict.UNUSED if unused else UnusedVerdict.USED
+        judged.append(replace(stats, unused=verdict, unused_history_days=days))
+    return tuple(judged)
 
 
 def _days(delta: timedelta) -> str:
@@ -361,14 +481,18 @@ def usage_findings(
         if stats.unused is UnusedVerdict.UNUSED:
             scans = ", ".join(f"{a}={n}" for a, n in stats.per_alias.items())
             youngest = min(ages, key=lambda age: age.age)
+            period = (
+                f"in the last {stats.unused_history_days:g} days of recorded history"
+                if stats.unused_history_days is not None
+                else f"in {_days(youngest.age)} of statistics (since "
+                f"{youngest.since:%Y-%m-%d %H:%M} UTC, {youngest.source} on {youngest.alias})"
+            )
             findings.append(
                 Finding(
                     id=W_UNUSED,
                     message=f"index {ix.name} ({columns_text(ix.columns)}) on {where} has not "
-                    f"been scanned on any database ({scans}) in {_days(youngest.age)} of "
-                    f"statistics (since {youngest.since:%Y-%m-%d %H:%M} UTC, {youngest.source} "
-                    f"on {youngest.alias}); it costs {ix.known_size_bytes} bytes and slows "
-                    "every write",
+                    f"been scanned on any database ({scans}) {period}; it costs "
+                    f"{ix.known_size_bytes} bytes and slows every write",
                     hint="Check every replica first (pass each alias with --database), then "
                     f"drop it without blocking writes: DROP INDEX CONCURRENTLY {ix.schema}."
                     f"{ix.name}; and remove it from the model's Meta.indexes",
@@ -423,7 +547,9 @@ def usage_findings(
                 )
             )
         # On a small table a sequential scan is the right plan; the planner's own row
-        # estimate decides what "small" is, since that is what it planned with.
+        # estimate decides what "small" is, since that is what it planned with. Only the
+        # typical tenant is judged: for the largest tenant (a big share of the rows) a
+        # sequential scan can be the right plan, and it is reported, never flagged.
         if (
             table.plan_uses_tenant_index is False
             and max(table.estimated_rows, table.n_live_tup) >= thresholds.seq_scan_min_rows
@@ -433,8 +559,9 @@ def usage_findings(
             findings.append(
                 Finding(
                     id=W_PLAN_WITHOUT_TENANT_INDEX,
-                    message=f"EXPLAIN of a tenant query on {table.schema}.{table.table} "
-                    f"(WHERE {plan.tenant_column} = '{plan.tenant}') uses no index that leads "
+                    message=f"EXPLAIN of a typical tenant's query on {table.schema}.{table.table} "
+                    f"(WHERE {plan.tenant_column} = '{plan.tenant}', a tenant outside the "
+                    "planner's most common values) uses no index that leads "
                     f"with {plan.tenant_column}: {' > '.join(plan.node_types)}",
                     hint="Check that a valid tenant-leading index exists "
                     "(check_tenant_indexes), then ANALYZE the table so the planner has "

@@ -17,7 +17,7 @@ def _redundancy_among(*statements: str) -> dict[str, str]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TABLE {SCRATCH} (id bigserial PRIMARY KEY, tenant_id bigint NOT NULL, "
-            "status text NOT NULL, x int NOT NULL)"
+            'status text NOT NULL, x int NOT NULL, name text, email text, "Status Code" int)'
         )
         for statement in statements:
             cursor.execute(statement.format(t=SCRATCH))
@@ -129,6 +129,51 @@ def _redundancy_among(*statements: str) -> dict[str, str]:
             ],
             {},
             id="unique-prefix-enforces-more-than-the-wider-index",
+        ),
+        pytest.param(
+            ["CREATE INDEX a ON {t} (tenant_id)", "CREATE INDEX b ON {t} (tenant_id, lower(name))"],
+            {"a": "b"},
+            id="column-prefix-of-an-expression-index",
+        ),
+        pytest.param(
+            [
+                "CREATE INDEX a ON {t} (tenant_id, lower(name))",
+                "CREATE INDEX b ON {t} (tenant_id, lower(name), upper(email))",
+            ],
+            {"a": "b"},
+            id="expression-prefix-of-a-longer-expression-index",
+        ),
+        pytest.param(
+            [
+                "CREATE INDEX a ON {t} (tenant_id, lower(name))",
+                "CREATE INDEX b ON {t} (tenant_id, upper(name), lower(name))",
+            ],
+            {},
+            id="same-expression-in-another-position",
+        ),
+        pytest.param(
+            [
+                'CREATE INDEX "q USING btree (tenant_id)" ON {t} ("Status Code")',
+                "CREATE INDEX b ON {t} (tenant_id)",
+            ],
+            {},
+            id="quoted-name-that-reads-like-an-indexdef",
+        ),
+        pytest.param(
+            [
+                'CREATE INDEX "q USING btree (tenant_id)" ON {t} ("Status Code")',
+                'CREATE INDEX b ON {t} ("Status Code", tenant_id)',
+            ],
+            {"q USING btree (tenant_id)": "b"},
+            id="quoted-column-prefix",
+        ),
+        pytest.param(
+            [
+                "CREATE INDEX a ON {t} USING brin (tenant_id)",
+                "CREATE INDEX b ON {t} USING brin (tenant_id, x)",
+            ],
+            {},
+            id="brin-is-not-a-prefix-index",
         ),
         pytest.param(
             ["CREATE INDEX a ON {t} (id)"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -218,3 +219,65 @@ def test_w010__sequential_scans_dominating_a_large_tenant_table() -> None:
     # Small tables are ignored: the same counters under the default 10,000-row floor.
     report = collect_usage(["default"], ["tenant_indexes_helpdesk"])
     assert not [f for f in report.findings if f.id == "tenant_indexes.W010"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_representative_tenants__typical_outside_most_common_vals_largest_first_of_them() -> None:
+    from tenant_indexes.statistics import representative_tenants
+
+    assert representative_tenants("default", "users", "tenant_id") == (None, None)  # empty
+    assert representative_tenants("default", "no_such_table", "tenant_id") == (None, None)
+    tenants = [Tenant.objects.create(name=f"T{i}", slug=f"t{i}") for i in range(120)]
+    big = tenants[7]
+    User.objects.bulk_create(
+        [User(tenant=big, email=f"b{i}@example.com") for i in range(3000)]
+        + [User(tenant=t, email=f"{t.slug}-{i}@example.com") for t in tenants for i in range(2)]
+    )
+    # Never analysed: no most common values, so no largest; the typical one is a real row's.
+    typical, largest = representative_tenants("default", ("public", "users"), "tenant_id")
+    assert largest is None
+    assert typical in {str(t.pk) for t in tenants}
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE users")
+        cursor.execute(
+            "SELECT most_common_vals::text::text[] FROM pg_stats "
+            "WHERE tablename = 'users' AND attname = 'tenant_id'"
+        )
+        (common,) = cursor.fetchone()
+    typical, largest = representative_tenants("default", ("public", "users"), "tenant_id")
+    assert largest == str(big.pk) == common[0]
+    assert typical not in common
+    assert User.objects.filter(tenant_id=typical).count() == 2
+
+
+def test_stats_age__survives_a_clean_restart_and_restarts_after_a_crash(
+    django_db_blocker: Any,
+) -> None:
+    """On 15+ the counters survive a clean restart: the age must not drop to the server
+    start. After a crash they are gone, and the age starts again."""
+    from django.db import connections
+
+    from tenant_indexes.statistics import server_stats
+    from tests.support.cluster import start_cluster
+    from tests.test_views import extra_alias
+
+    cluster = start_cluster()
+    try:
+        settings_dict = cluster.database_settings(dict(connections.settings["default"]))
+        with django_db_blocker.unblock(), extra_alias("restarted", **settings_dict):
+            before = stats_age(server_stats("restarted"))
+            connections["restarted"].close()
+            cluster.restart("fast")  # clean
+            after_clean = server_stats("restarted")
+            connections["restarted"].close()
+            clean = stats_age(after_clean)
+            assert clean.source == "statistics start"
+            assert clean.since == before.since < after_clean.postmaster_start
+            cluster.restart("immediate")  # a crash: the statistics are thrown away
+            after_crash = server_stats("restarted")
+            connections["restarted"].close()
+            crashed = stats_age(after_crash)
+            assert crashed.since > after_clean.postmaster_start
+            assert crashed.since >= after_crash.postmaster_start
+    finally:
+        cluster.destroy()

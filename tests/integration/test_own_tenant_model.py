@@ -165,9 +165,11 @@ def test_own_tenant__migrate_creates_no_helpdesk_table(project: OwnProject) -> N
     }
     assert OWN_TABLES <= tables
     assert tables & set(HELPDESK_TABLES) == {"users"}  # the project's own, made beforehand
-    assert not [t for t in tables if t.startswith("tenant_indexes")]
+    # The core's only table is its usage history; no help-desk table.
+    core = [t for t in tables if t.startswith("tenant_indexes")]
+    assert core == ["tenant_indexes_usage_snapshot"]
     applied = {app for (app,) in project.query("SELECT DISTINCT app FROM django_migrations")}
-    assert applied == {"contenttypes", "auth", "own_tenant_accounts"}
+    assert applied == {"contenttypes", "auth", "tenant_indexes", "own_tenant_accounts"}
 
 
 def test_own_tenant__existing_users_table_is_untouched(project: OwnProject) -> None:

@@ -165,3 +165,25 @@ def test_stats_command__aggregates_primary_and_replica(
     unused = {f["index"] for f in doc["findings"] if f["id"] == "tenant_indexes.W001"}
     assert "idx_users_tenant_id" not in unused
     assert "idx_files_tenant_id" in unused
+
+
+def test_history__a_replicas_snapshots_are_summed_with_the_primarys(
+    replica: ReplicaPair, django_db_blocker: Any
+) -> None:
+    """Snapshots of both aliases, stored on the primary (it has the core's history table)."""
+    from tenant_indexes.history import record_usage, usage_since
+
+    with django_db_blocker.unblock():
+        before = [usage_snapshot(a, list(TABLES)) for a in (PRIMARY, REPLICA)]
+        record_usage(before, using=PRIMARY)
+        _scan_users_on(PRIMARY)
+        _scan_users_on(REPLICA)
+        _scan_users_on(REPLICA)
+        after = [usage_snapshot(a, list(TABLES)) for a in (PRIMARY, REPLICA)]
+        record_usage(after, using=PRIMARY)
+        assert after[1].server.in_recovery and not after[0].server.in_recovery
+        now = max(s.server.now for s in after)
+        history = usage_since(1, now=now, databases=[PRIMARY, REPLICA], using=PRIMARY)
+    users = next(h for h in history if h.name == "idx_users_tenant_id")
+    assert users.per_alias == {PRIMARY: 1, REPLICA: 2}
+    assert users.idx_scan == 3

@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 
 from django.core.management.base import BaseCommand, CommandError
 
+from tenant_indexes.conf import get_config
 from tenant_indexes.exceptions import TenantIndexesError
 from tenant_indexes.findings import Level
 
@@ -105,8 +106,9 @@ class ReportCommand(ExitCodeArgumentsMixin, BaseCommand):
         parser.add_argument(
             "--fail-level",
             choices=[level.value for level in Level],
-            default=Level.ERROR.value,
-            help="Lowest finding level that makes the command exit 1 (default: error).",
+            default=None,
+            help="Lowest finding level that makes the command exit 1 (default: "
+            "TENANT_INDEXES['HEALTH_FAIL_LEVEL'], itself 'error' by default).",
         )
 
     def collect(self, options: dict[str, Any]) -> Any:
@@ -123,4 +125,12 @@ class ReportCommand(ExitCodeArgumentsMixin, BaseCommand):
         except TenantIndexesError as e:
             raise CommandError(str(e), returncode=2) from e
         self.stdout.write(self.render(report, options["output"]), ending="")
-        raise_for_exit_code(report, options["fail_level"])
+        # One verdict everywhere: without --fail-level the command fails where the health
+        # view, the django-health-check backend and the system check do.
+        fail_level = options["fail_level"] or get_config()["HEALTH_FAIL_LEVEL"]
+        if fail_level not in {level.value for level in Level}:
+            raise CommandError(
+                f"TENANT_INDEXES['HEALTH_FAIL_LEVEL'] must be error or warning, not {fail_level!r}",
+                returncode=2,
+            )
+        raise_for_exit_code(report, fail_level)

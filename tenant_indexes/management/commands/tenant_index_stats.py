@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.management.base import CommandError
+from django.db import DatabaseError
+
+from tenant_indexes.catalog import first_error_line
+from tenant_indexes.history import record_usage
 from tenant_indexes.render import render_usage_json, render_usage_prometheus, render_usage_text
-from tenant_indexes.usage import SORT_KEYS, UsageReport, collect_usage
+from tenant_indexes.usage import SORT_KEYS, UsageReport, collect_usage, with_history
 
 from ._base import ReportCommand, targets
 
@@ -35,8 +40,33 @@ class Command(ReportCommand):
             help="EXPLAIN (without ANALYZE) a query on a real tenant of each table.",
         )
 
+        parser.add_argument(
+            "--record",
+            action="store_true",
+            help="Store a usage snapshot per alias and index (run it from cron or Celery beat).",
+        )
+        parser.add_argument(
+            "--since",
+            type=float,
+            metavar="DAYS",
+            help="Report what changed over the last DAYS days of recorded snapshots.",
+        )
+
     def collect(self, options: dict[str, Any]) -> UsageReport:
-        return collect_usage(**targets(options), explain=options["explain"], sort=options["sort"])
+        if options["since"] is not None and not options["since"] > 0:
+            raise CommandError("--since DAYS must be a positive number of days", returncode=2)
+        report = collect_usage(**targets(options), explain=options["explain"], sort=options["sort"])
+        try:
+            if options["record"]:
+                record_usage(report.snapshots)
+            if options["since"] is not None:
+                report = with_history(report, options["since"])
+        except DatabaseError as e:
+            raise CommandError(
+                f"usage history: {first_error_line(e)} (run manage.py migrate tenant_indexes)",
+                returncode=2,
+            ) from e
+        return report
 
     def render(self, report: UsageReport, output: str) -> str:
         if output == "json":
