@@ -274,3 +274,54 @@ def tenant_query_plans(
                 )
             )
     return tuple(plans)
+
+
+_LARGEST_TENANT_SQL = """
+SELECT (most_common_vals::text::text[])[1]
+  FROM pg_stats
+ WHERE schemaname = %s AND tablename = %s AND attname = %s
+"""
+
+
+def representative_tenants(
+    using: str, table: str | tuple[str, str], column: str
+) -> tuple[str | None, str | None]:
+    """A typical tenant and the largest tenant of ``table``, as text.
+
+    The typical tenant is a real row's tenant outside the column's
+    ``pg_stats.most_common_vals`` (the planner estimates every such tenant alike, so its plan
+    is the one most tenants get); the largest is the first of ``most_common_vals``, else the
+    typical one. Reads one row of the table under the ``CHECK_*`` timeouts, in a transaction
+    that is rolled back.
+
+    Args:
+        using: the database alias.
+        table: a table name (on the search_path) or a ``(schema, table)`` pair.
+        column: the tenant column.
+
+    Returns:
+        ``(typical, largest)``; ``(None, None)`` when the table does not exist or is empty.
+    """
+    relation = qualified_name(*table) if isinstance(table, tuple) else quote_identifier(table)
+    with bounded_read(using) as cursor:
+        cursor.execute(_CLEAR_AND_BOUND_SQL, check_timeouts())
+        cursor.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
+            [relation],
+        )
+        found = cursor.fetchone()
+        if found is None:
+            return None, None
+        schema, name = found
+        cursor.execute(
+            _TYPICAL_TENANT_SQL.format(column=quote_identifier(column), relation=relation),
+            [schema, name, column],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return None, None
+        typical = row[0]
+        cursor.execute(_LARGEST_TENANT_SQL, [schema, name, column])
+        largest = cursor.fetchone()
+    return typical, (largest[0] if largest and largest[0] is not None else typical)
