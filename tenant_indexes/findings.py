@@ -53,6 +53,10 @@ I_NAME_OVER_30 = "tenant_indexes.I001"
 W_SEQ_SCAN_HEAVY = "tenant_indexes.W010"
 W_PLAN_WITHOUT_TENANT_INDEX = "tenant_indexes.W011"
 
+# The index advisor (suggest_tenant_indexes): a tenant statement from pg_stat_statements
+# that no tenant-leading index serves.
+W_STATEMENT_NOT_SERVED = "tenant_indexes.W060"
+
 # The health view's probe could not finish.
 E_PROBE_FAILED = "tenant_indexes.E101"
 
