@@ -614,7 +614,13 @@ def suggest_tenant_indexes(
     suggestions = _suggest(using, tables, statements, int(version), notes)
     hypopg = bool(has_hypopg)
     if suggestions and verify_by_building:
-        suggestions = [_verify_by_building(using, s, int(version)) for s in suggestions]
+        built = [_verify_by_building(using, s, int(version)) for s in suggestions]
+        suggestions = [s for s in built if any(m.uses_index for m in s.measurements)]
+        notes += [
+            f"not suggested: ({', '.join(s.columns)}) on {s.table} was built and not used"
+            for s in built
+            if s not in suggestions
+        ]
     elif suggestions and hypopg:
         suggestions = _verify_with_hypopg(using, suggestions, int(version), notes)
     elif suggestions:

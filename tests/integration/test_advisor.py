@@ -372,3 +372,23 @@ def test_advisor__on_a_standby_says_what_to_do(django_db_blocker: Any) -> None:
         connections.settings.pop("standby", None)
         settings.DATABASES.pop("standby", None)
         pair.stop()
+
+
+def test_advisor__verify_by_building_builds_measures_and_drops(
+    workload: tuple[str, Cluster],
+) -> None:
+    """The fallback without hypopg: each suggestion is built concurrently, its statements'
+    plans use it (and their SELECTs are timed), and it is dropped again."""
+    _, cluster = workload
+    report = _suggest("--verify-by-building")
+    assert {(s["table"], tuple(s["columns"])) for s in report["suggestions"]} == PLANTED
+    for s in report["suggestions"]:
+        assert s["verification"] == "built"
+        typical = [m for m in s["measurements"] if m["role"] == "typical"]
+        assert typical and all(m["uses_index"] for m in typical), s
+        assert all(m["ms_before"] is not None and m["ms_after"] is not None for m in typical)
+    with cluster.connect("advisor") as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'ti_advisor_%'"
+        ).fetchone()[0]
+    assert left == 0
