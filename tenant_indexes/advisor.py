@@ -39,7 +39,7 @@ from django.db import connections
 from .catalog import bounded_read, check_timeouts, first_error_line, plan_nodes
 from .declared import TenantTable, declared_tenant_tables
 from .exceptions import TenantIndexesError
-from .findings import W_STATEMENT_NOT_SERVED, Finding, Level
+from .findings import W_ADVISOR_UNAVAILABLE, W_STATEMENT_NOT_SERVED, Finding, Level
 from .sql import quote_identifier
 from .statistics import representative_tenants
 
@@ -972,3 +972,39 @@ def _verify_by_building(using: str, suggestion: Suggestion, version: int) -> Sug
     del started
     measurements = _measurements(suggestion, pair, before, after)
     return _replace(suggestion, verification="built", measurements=measurements)
+
+
+# In check_tenant_indexes, when asked ----------------------------------------------------------
+
+
+def check_findings(tables: Sequence[TenantTable], snapshot: Any) -> tuple[Finding, ...]:
+    """The advisor's findings for the check: W060 per statement a suggestion serves, W061
+    when it cannot run. Nothing unless ``TENANT_INDEXES["CHECK_INCLUDES_ADVISOR"]`` is true."""
+    from .conf import get_config
+
+    if not get_config()["CHECK_INCLUDES_ADVISOR"] or not tables:
+        return ()
+    app_labels = sorted({t.app_label for t in tables})
+    try:
+        report = suggest_tenant_indexes(snapshot.alias, app_labels)
+    except AdvisorUnavailable as e:
+        return (
+            Finding(
+                id=W_ADVISOR_UNAVAILABLE,
+                level=Level.WARNING,
+                database=snapshot.alias,
+                table="",
+                index=None,
+                message=f"the index advisor could not run: {e}",
+                hint=f"enable pg_stat_statements ({ENABLE_PRELOAD_LINE}, then "
+                f"{ENABLE_EXTENSION_LINE}) or set CHECK_INCLUDES_ADVISOR to False",
+            ),
+        )
+    return report.findings()
+
+
+def register_check_producer() -> None:
+    """Add :func:`check_findings` to every check (it returns nothing unless asked)."""
+    from .health import register_finding_producer
+
+    register_finding_producer(check_findings)

@@ -18,3 +18,7 @@ class TenantIndexesConfig(AppConfig):
         from .usage import register_check_producers
 
         register_check_producers()
+        # W060/W061 in check_databases, when CHECK_INCLUDES_ADVISOR is on.
+        from .advisor import register_check_producer
+
+        register_check_producer()

@@ -392,3 +392,24 @@ def test_advisor__verify_by_building_builds_measures_and_drops(
             "SELECT count(*) FROM pg_class WHERE relname LIKE 'ti_advisor_%'"
         ).fetchone()[0]
     assert left == 0
+
+
+def test_advisor__check_includes_w060_when_asked(workload: tuple[str, Cluster]) -> None:
+    """CHECK_INCLUDES_ADVISOR adds one W060 per unserved tenant statement to the check."""
+    from django.test import override_settings
+
+    def check_findings() -> list[dict[str, Any]]:
+        out = io.StringIO()
+        try:
+            call_command(
+                "check_tenant_indexes", APP, "--database", ALIAS, "--format", "json", stdout=out
+            )
+        except CommandError:
+            pass  # the planted drops are E001/E004 findings too: exit 1
+        return list(json.loads(out.getvalue())["findings"])
+
+    assert not [f for f in check_findings() if f["id"] == "tenant_indexes.W060"]
+    with override_settings(TENANT_INDEXES={"CHECK_INCLUDES_ADVISOR": True}):
+        w060 = [f for f in check_findings() if f["id"] == "tenant_indexes.W060"]
+    assert {f["table"] for f in w060} == {table for table, _ in PLANTED}
+    assert all("TenantIndex(fields=[" in f["hint"] for f in w060)
