@@ -661,11 +661,9 @@ def _suggest(
     sizes: dict[str, tuple[float, dict[str, int]]] = {}
     tenants: dict[str, tuple[str | None, str | None]] = {}
     for name in {s.table for s in statements}:
-        tenants[name] = representative_tenants(
-            using,
-            (tables[name].schema, name) if tables[name].schema else name,
-            tables[name].tenant_column,
-        )
+        schema = tables[name].schema
+        where: str | tuple[str, str] = (schema, name) if schema else name
+        tenants[name] = representative_tenants(using, where, tables[name].tenant_column)
     with bounded_read(using) as cursor:
         cursor.execute(
             "SELECT set_config('statement_timeout', %s, true),"
