@@ -148,7 +148,10 @@ def fillers(count: int) -> list[str]:
 
 
 def workload(cursor: Any, calls: int, filler_count: int) -> None:
-    cursor.execute("SELECT pg_stat_statements_reset()")
+    cursor.execute(
+        "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database"
+        " WHERE datname = current_database()), 0)"
+    )
     for run in range(calls):
         who = tenant(50 + run % 500)
         for sql, value in PLANTED + SERVED:

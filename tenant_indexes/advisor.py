@@ -321,7 +321,11 @@ _OPERATOR = r"(=|<>|!=|<=|>=|<|>)"
 
 def _tenant_param(query: str, table: str, column: str) -> int | None:
     """The parameter compared with ``table.column`` by ``=``, ``None`` when there is none."""
-    if not re.search(rf"\bFROM\b[^;]*{_identifier(table)}", query, re.I | re.S):
+    if table not in query or column not in query:
+        return None
+    # The table after FROM, JOIN, UPDATE or a comma, possibly schema-qualified.
+    source = rf"(?:\bFROM|\bJOIN|\bUPDATE|,)\s*(?:\"?\w+\"?\s*\.\s*)?{_identifier(table)}"
+    if not re.search(source, query, re.I):
         return None
     qualified = rf"(?:{_identifier(table)}\s*\.\s*)?{_identifier(column)}"
     found = re.search(rf"{qualified}\s*=\s*\$(\d+)", query) or re.search(
@@ -386,7 +390,6 @@ def _plan_facts(plan: dict[str, Any], table: str, columns: Sequence[str]) -> Pla
     filtered: list[str] = []
     for node in on_table:
         text = node.get("Filter", "") or ""
-        text += " " + (node.get("Recheck Cond", "") or "" if node.get("Filter") else "")
         for column in columns:
             if re.search(rf"\b{re.escape(column)}\b", text) and column not in filtered:
                 filtered.append(column)

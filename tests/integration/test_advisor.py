@@ -101,7 +101,10 @@ SEED_SQL = [
 def _workload(cluster: Cluster, dbname: str) -> None:
     """Run every statement RUNS times for assorted tenants (server-side parameters)."""
     with cluster.connect(dbname) as conn:
-        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute(
+            "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database"
+            " WHERE datname = current_database()), 0)"
+        )
         for run in range(RUNS):
             tenant = TENANT.format(2 + run % 150)
             args: list[tuple[Any, ...]] = [

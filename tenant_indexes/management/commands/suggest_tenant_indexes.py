@@ -27,7 +27,11 @@ def render_text(report: AdvisorReport) -> str:
         f"database {report.database}: {report.statements_read} statement(s) read from "
         f"pg_stat_statements, {report.tenant_statements} on tenant tables filtering on the "
         f"tenant column; {len(report.suggestions)} suggestion(s)"
-        + ("" if report.hypopg else " (unverified: no hypopg)")
+        + (
+            ""
+            if report.hypopg or any(s.verification == "built" for s in report.suggestions)
+            else " (unverified: no hypopg)"
+        )
     ]
     for note in report.notes:
         lines.append(f"note: {note}")

@@ -27,7 +27,10 @@ class Command(BaseCommand):
                         returncode=2,
                     )
                 cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-                cursor.execute("SELECT pg_stat_statements_reset()")
+                cursor.execute(
+                    "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database()), 0)"
+                )
         except DatabaseError as e:
             raise CommandError(f"cannot prepare pg_stat_statements: {e}", returncode=2) from e
         tenants = list(
