@@ -785,7 +785,7 @@ def _reasons(
         keys = live_by_name.get(name)
         if keys and keys[0] != key[0]:
             reasons.append(f"scans {name}, which leads with {keys[0]}, not the tenant column")
-    filtered = [c for c in facts.filtered_columns if c in key]
+    filtered = [c for c in facts.filtered_columns if c in key[1:]]
     if filtered:
         reasons.append("post-filter on " + ", ".join(filtered))
     if facts.sorts and preds.order_by:
