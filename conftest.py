@@ -11,8 +11,9 @@ import pytest
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
     """Point the placeholder alias at the embedded PostgreSQL when DATABASE_URL is unset.
 
-    pytest-django calls this before it creates the test databases. The server is started on
-    demand (or reused) in the project's ``.pgdata`` and stops when the run ends.
+    pytest-django calls this before it creates the test databases. The server (PostgreSQL 18
+    by default, 16 with ``TENANT_INDEXES_EMBEDDED=pg16``) is started on demand (or reused) in
+    the project's ``.pgdata18`` (or ``.pgdata``) and stops when the run ends.
     """
     if os.environ.get("DATABASE_URL"):
         return

@@ -15,7 +15,7 @@ every index has its declared name. Then, side by side in one process:
 Prints both times (best of ``--repeat``), the ratio, the SQL statements each issued and the
 peak Python memory (tracemalloc) of each.
 
-    .venv-django5.2/bin/python benchmarks/bench_check_scale.py            # embedded PG 16
+    .venv-django5.2/bin/python benchmarks/bench_check_scale.py            # embedded PG 18
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/ti_bench \\
         .venv-django5.2/bin/python benchmarks/bench_check_scale.py        # another server
 """

@@ -13,7 +13,7 @@ Prints, for each way, the build's wall time, the writer's longest stall, its med
 insert latency and how many inserts completed during the build; then the ratios and the
 machine. Not part of the test run: timings depend on the machine.
 
-    .venv-django5.2/bin/python benchmarks/bench_online_build.py                  # embedded PG 16
+    .venv-django5.2/bin/python benchmarks/bench_online_build.py                  # embedded PG 18
     createdb -h 127.0.0.1 -U postgres ti_bench_build   # DATABASE_URL must name an existing database
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/ti_bench_build \\
         .venv-django5.2/bin/python benchmarks/bench_online_build.py --rows 2000000

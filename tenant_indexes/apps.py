@@ -27,3 +27,7 @@ class TenantIndexesConfig(AppConfig):
         from .rls import rls_check_producer
 
         register_finding_producer(rls_check_producer)
+        # W060/W061 in check_databases, when CHECK_INCLUDES_ADVISOR is on.
+        from .advisor import register_check_producer
+
+        register_check_producer()

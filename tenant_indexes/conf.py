@@ -41,6 +41,10 @@ DEFAULTS: dict[str, Any] = {
     # default: a readiness probe answers "are the indexes there and valid"; usage is
     # tenant_index_stats' question, and W001 costs two more statements per alias.
     "CHECK_INCLUDES_USAGE": False,
+    # Also run the index advisor (suggest_tenant_indexes) in check_tenant_indexes: W060 per
+    # tenant statement no tenant-leading index serves, W061 when it cannot run. Off by
+    # default: it plans every tenant statement of pg_stat_statements.
+    "CHECK_INCLUDES_ADVISOR": False,
     # The live check (check_tenant_indexes, the database system check).
     # Bounds for the one read-only catalog pass per database, in milliseconds: a readiness
     # probe must answer, not hang behind a lock or a slow catalog.

@@ -66,6 +66,12 @@ W_RLS_POLICY_UNSERVED = "tenant_indexes.W030"
 E_TENANT_INDEX_WRONG_METHOD = "tenant_indexes.E050"
 W_UNDECLARED_INVALID = "tenant_indexes.W050"
 
+# The index advisor (suggest_tenant_indexes): a tenant statement from pg_stat_statements
+# that no tenant-leading index serves.
+W_STATEMENT_NOT_SERVED = "tenant_indexes.W060"
+# The advisor was asked to run in the check and could not (pg_stat_statements missing, ...).
+W_ADVISOR_UNAVAILABLE = "tenant_indexes.W061"
+
 # The health view's probe could not finish.
 E_PROBE_FAILED = "tenant_indexes.E101"
 

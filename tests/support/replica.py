@@ -1,12 +1,13 @@
-"""A real streaming replica for the tests: a primary and a hot standby from pgserver's binaries.
+"""A real streaming replica for the tests: a primary and a hot standby from the embedded
+server's binaries (PostgreSQL 18 by default, 16 with ``TENANT_INDEXES_EMBEDDED=pg16``).
 
 The pair is independent of the run's ``DATABASE_URL``: a standby must run the primary's major
-version, and the binaries shipped in the ``pgserver`` package are the ones every machine has.
+version, and the binaries shipped in the embedded package are the ones every machine has.
 Both servers listen on Unix sockets only, each in its own short directory under the system's
 temporary folder, so they never collide with a server on a TCP port or with a colleague's run.
 
-As root, PostgreSQL refuses to run, so (like pgserver itself) the servers run as the system
-user ``pgserver``, which pgserver creates on first use.
+As root, PostgreSQL refuses to run, so (like the embedded package itself) the servers run as
+that package's system user, created on first use.
 """
 
 from __future__ import annotations
