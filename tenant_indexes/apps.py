@@ -18,3 +18,10 @@ class TenantIndexesConfig(AppConfig):
         from .usage import register_check_producers
 
         register_check_producers()
+        # The admin dashboard, when the admin is installed.
+        from django.apps import apps
+
+        if apps.is_installed("django.contrib.admin"):
+            from .dashboard import register as register_dashboard
+
+            register_dashboard()

@@ -1,10 +1,12 @@
 """URLs of the test suite: the health endpoint as a user mounts it, and django-health-check."""
 
+from django.contrib import admin
 from django.urls import include, path
 
 from tenant_indexes.views import tenant_index_health
 
 urlpatterns = [
+    path("admin/", admin.site.urls),
     path("health/tenant-indexes/", tenant_index_health, name="tenant-index-health"),
     path("included/", include("tenant_indexes.urls")),
 ]
