@@ -159,7 +159,9 @@ def _finding_line(finding: Finding) -> str:
     where = f"{finding.database}: {finding.schema or 'public'}.{finding.table}"
     if finding.index:
         where += f" / {finding.index}"
-    return f"{finding.id} ({finding.level.value}) {where}: {finding.message}\n    hint: {finding.hint}"
+    return (
+        f"{finding.id} ({finding.level.value}) {where}: {finding.message}\n    hint: {finding.hint}"
+    )
 
 
 def build_report(

@@ -39,7 +39,9 @@ def _run(sql: str) -> None:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)")
+        pytest.fail(
+            f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -134,7 +136,9 @@ def test_dashboard__healthy_then_dropped_then_invalid(
         row = page["rows"][INDEX]
         assert row.get_attribute("data-state") == "missing"
         sql = row.find_element(By.CSS_SELECTOR, "pre.ti-sql").text
-        assert f'CREATE INDEX CONCURRENTLY "{INDEX}" ON "users"' in sql.replace("IF NOT EXISTS ", "")
+        assert f'CREATE INDEX CONCURRENTLY "{INDEX}" ON "users"' in sql.replace(
+            "IF NOT EXISTS ", ""
+        )
         assert row.find_element(By.CSS_SELECTOR, "button.ti-copy").is_displayed()
         e001 = [f for f in page["findings"] if f.get_attribute("data-id") == "tenant_indexes.E001"]
         assert len(e001) == 1

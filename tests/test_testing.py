@@ -35,7 +35,7 @@ class Order(models.Model):
         indexes = [TenantIndex(fields=["n"], tenant_field="tenant_id", name="{INDEX}")]
 '''
 
-MIGRATION = '''
+MIGRATION = """
 from django.db import migrations, models
 
 import tenant_indexes.indexes
@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
             options={{"db_table": "shop_orders", "indexes": [{indexes}]}},
         ),
     ]
-'''
+"""
 
 INDEX_EXPR = (
     f'tenant_indexes.indexes.TenantIndex(fields=["n"], tenant_field="tenant_id", name="{INDEX}")'
@@ -105,7 +105,9 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     monkeypatch.setenv("PYTHONWARNINGS", "ignore")
     # The outer run exported its own; an environment value would win over the ini file.
     monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "proj_settings")
-    monkeypatch.setenv("PYTHONPATH", str(pytester.path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv(
+        "PYTHONPATH", str(pytester.path) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     shop = pytester.mkpydir("shop")
     (shop / "models.py").write_text(MODELS)
     for package, indexes in (("migrations", INDEX_EXPR), ("migrations_missing", "")):
@@ -154,7 +156,9 @@ def test_plugin__allow_listed_finding_passes(
     project.makeconftest(ENABLE)
     project.makeini(
         "[pytest]\nDJANGO_SETTINGS_MODULE = proj_settings\n"
-        f"tenant_indexes_allow =\n    E001:shop_orders.{INDEX}\n    tenant_indexes.E004:shop_orders\n"
+        "tenant_indexes_allow =\n"
+        f"    E001:shop_orders.{INDEX}\n"
+        "    tenant_indexes.E004:shop_orders\n"
     )
     result = _run(project)
     assert result.ret == 0, result.stdout.str()

@@ -2,8 +2,9 @@
 
 The same seed and sizes always produce byte-identical tables (ids, uuids, text, timestamps):
 every value comes from one :class:`random.Random` seeded by the caller and a fixed epoch,
-never from the clock. Rows are streamed with PostgreSQL ``COPY`` (psycopg 3's
-``cursor.copy()``, psycopg2's ``copy_expert()``), which loads a few hundred thousand rows per second.
+never from the clock. Rows are streamed with PostgreSQL ``COPY``
+(psycopg 3's ``cursor.copy()``, psycopg2's ``copy_expert()``), which loads a few hundred
+thousand rows per second.
 
 Tenant sizes follow a Zipf distribution (weight ``1 / rank``): a few large tenants and a long
 tail, as in a real SaaS. Tickets, messages and audit logs of all tenants are interleaved in

@@ -28,7 +28,6 @@ from typing import Any
 
 from tests.support import dbapi
 
-
 # How long a server may take to start or stop.
 STARTUP_TIMEOUT_SECONDS = 60
 

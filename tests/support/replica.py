@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from tests.support import dbapi
 from tests.support.cluster import pgserver_bin, run_binary, server_user
 
