@@ -145,7 +145,10 @@ def main() -> int:
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
     print(f"PostgreSQL {version}; {len(schemas) * 8} tenant tables in {len(schemas)} schemas")
-    print(f"check_tenant_indexes: {len(report['indexes'])} declared indexes, status {report['status']}")
+    print(
+        f"check_tenant_indexes: {len(report['indexes'])} declared indexes, "
+        f"status {report['status']}"
+    )
     print(f"dashboard: {rows} index rows, {len(page) / 2**10:.0f} kB of HTML")
     print()
     print(f"{'dashboard page':28}{d_time * 1000:>8.0f}ms")

@@ -85,15 +85,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "tenant_indexes_allow",
         "tenant_indexes plugin: findings to accept, one a line: an id "
         "(tenant_indexes.W001 or W001), optionally ':' and a table, index or table.index.",
-        type="linelist",
-        default=[],
+        "linelist",  # type: ignore[maybe-unrecognized-str-typeform]
+        [],
     )
     parser.addini(
         "tenant_indexes_databases",
         "tenant_indexes plugin: the database aliases to check (default: every PostgreSQL "
         "alias the check would pick).",
-        type="linelist",
-        default=[],
+        "linelist",  # type: ignore[maybe-unrecognized-str-typeform]
+        [],
     )
 
 
@@ -188,7 +188,7 @@ def build_report(
                 obj=str(message.obj),
             )
         )
-    health = check_databases(list(databases) or None)
+    health = check_databases(list(databases or ()) or None)
     failing: list[str] = []
     allowed: list[str] = []
     for database in health.databases:
