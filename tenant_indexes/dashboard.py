@@ -31,15 +31,15 @@ from django.urls import path
 
 from . import health
 from .buildcontrol import build_progress
-from .catalog import CatalogSnapshot
+from .catalog import CatalogIndex, CatalogSnapshot
 from .compare import index_reports
 from .conf import get_config
 from .exceptions import CatalogUnavailable
 from .findings import Finding, IndexState, Level
 from .reports import IndexReport, overall_status
-from .statistics import ServerStats, server_stats
+from .statistics import ServerStats, UsageSnapshot, server_stats
 from .targeting import resolve_databases, tenant_tables_for
-from .usage import _as_usage_snapshot, _tenant_columns
+from .usage import _tenant_columns
 from .usageanalysis import IndexStats, StatsAge, UsageThresholds, analyse_usage, stats_age
 
 URL_NAME = "tenant_indexes_dashboard"
@@ -161,11 +161,18 @@ def _database(alias: str, app_labels: Sequence[str] | None) -> DashboardDatabase
     age: StatsAge | None = None if server is None else stats_age(server)
     stats_by_name: dict[tuple[str, str], IndexStats] = {}
     if server is not None:
-        usage = _as_usage_snapshot(snapshot, server)
-        index_stats, _, _ = analyse_usage(
-            [usage], _tenant_columns(tables, snapshot), UsageThresholds.from_config(get_config())
-        )
-        stats_by_name = {(s.index.schema, s.index.name): s for s in index_stats}
+        columns = _tenant_columns(tables, snapshot)
+        thresholds = UsageThresholds.from_config(get_config())
+        by_table: dict[tuple[str, str], list[CatalogIndex]] = {}
+        for ix in snapshot.indexes:
+            by_table.setdefault((ix.schema, ix.table), []).append(ix)
+        # Table by table: redundancy compares the indexes of one table with each other, and
+        # over every table at once that comparison is quadratic (and index names repeat
+        # across schemas).
+        for group in by_table.values():
+            usage = UsageSnapshot(server=server, indexes=tuple(group), tables=())
+            index_stats, _, _ = analyse_usage([usage], columns, thresholds)
+            stats_by_name.update({(s.index.schema, s.index.name): s for s in index_stats})
     indexes = []
     for report in index_reports(tables, snapshot):
         live = report.live

@@ -100,6 +100,10 @@ def _open_dashboard(browser: Any, base: str, state: str) -> dict[str, Any]:
     }
 
 
+def _repair_row(browser: Any, name: str) -> Any:
+    return browser.find_element(By.CSS_SELECTOR, f"tr.ti-repair[data-name='{name}']")
+
+
 @pytest.fixture
 def staff(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user(
@@ -124,6 +128,7 @@ def test_dashboard__healthy_then_dropped_then_invalid(
     assert cells[3].text.lower() == "ok"
     assert cells[4].text.endswith("KB") or cells[4].text.endswith("bytes")
     assert cells[9].text == ""  # nothing to repair
+    assert not browser.find_elements(By.CSS_SELECTOR, "tr.ti-repair")
     assert "users" in page["tables"] and "tickets" in page["tables"]
 
     tenant = Tenant.objects.create(name="Acme", slug="acme")
@@ -135,11 +140,12 @@ def test_dashboard__healthy_then_dropped_then_invalid(
         assert page["overall"].lower() == "error"
         row = page["rows"][INDEX]
         assert row.get_attribute("data-state") == "missing"
-        sql = row.find_element(By.CSS_SELECTOR, "pre.ti-sql").text
+        repair = _repair_row(browser, INDEX)
+        sql = repair.find_element(By.CSS_SELECTOR, "pre.ti-sql").text
         assert f'CREATE INDEX CONCURRENTLY "{INDEX}" ON "users"' in sql.replace(
             "IF NOT EXISTS ", ""
         )
-        assert row.find_element(By.CSS_SELECTOR, "button.ti-copy").is_displayed()
+        assert repair.find_element(By.CSS_SELECTOR, "button.ti-copy").is_displayed()
         e001 = [f for f in page["findings"] if f.get_attribute("data-id") == "tenant_indexes.E001"]
         assert len(e001) == 1
         assert "repair_tenant_indexes" in e001[0].find_element(By.CSS_SELECTOR, ".ti-hint").text
@@ -150,7 +156,7 @@ def test_dashboard__healthy_then_dropped_then_invalid(
         page = _open_dashboard(browser, base, "invalid")
         row = page["rows"][INDEX]
         assert row.get_attribute("data-state") == "invalid"
-        sql = row.find_element(By.CSS_SELECTOR, "pre.ti-sql").text
+        sql = _repair_row(browser, INDEX).find_element(By.CSS_SELECTOR, "pre.ti-sql").text
         assert "DROP INDEX CONCURRENTLY" in sql and "CREATE INDEX CONCURRENTLY" in sql
         e002 = [f for f in page["findings"] if f.get_attribute("data-id") == "tenant_indexes.E002"]
         assert len(e002) == 1 and "INVALID" in e002[0].text
