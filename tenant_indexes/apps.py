@@ -31,3 +31,10 @@ class TenantIndexesConfig(AppConfig):
         from .advisor import register_check_producer
 
         register_check_producer()
+        # The admin dashboard, when the admin is installed.
+        from django.apps import apps
+
+        if apps.is_installed("django.contrib.admin"):
+            from .dashboard import register as register_dashboard
+
+            register_dashboard()

@@ -16,8 +16,13 @@ TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
+    # The admin: the tenant index dashboard (tests/test_dashboard.py).
+    "django.contrib.admin",
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
     "tenant_indexes",
     "tenant_indexes.helpdesk",
     "tests.testapp",
@@ -59,14 +64,11 @@ DATABASES["sqlite"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:
 # The health-check surfaces (tests/test_views.py, tests/test_health_check_backend.py).
 ROOT_URLCONF = "tests.urls"
 
-# The admin of fail-closed models (tests/test_admin.py): TenantScopedAdmin via the test client.
-INSTALLED_APPS += [
-    "django.contrib.admin",
-    "django.contrib.sessions",
-    "django.contrib.messages",
-]
+# The admin (TenantScopedAdmin in tests/test_admin.py, the dashboard) needs sessions, auth and
+# messages; the scoping middleware sets the tenant of a tenant's staff.
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -86,3 +88,4 @@ TEMPLATES = [
         },
     }
 ]
+STATIC_URL = "/static/"

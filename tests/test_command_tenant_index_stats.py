@@ -185,10 +185,10 @@ def test_stats__non_postgresql_alias_exits_2_saying_postgresql_is_needed() -> No
 def test_stats__locked_table_ends_in_lock_timeout_and_exit_2_not_a_hang() -> None:
     # pg_relation_size() must wait for this lock held by another session; lock_timeout ends
     # the wait, so the report says "could not check" instead of hanging.
-    import psycopg
+    from tests.support import dbapi
 
     params = connection.get_connection_params()
-    with psycopg.connect(**{**params, "autocommit": False}) as other:
+    with dbapi.connect(autocommit=False, **params) as other:
         other.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
         with override_settings(TENANT_INDEXES={"CHECK_LOCK_TIMEOUT_MS": 100}):
             code, out = _stats("--database", "default", "--format", "json")

@@ -10,13 +10,13 @@ import contextlib
 import threading
 import time
 
-import psycopg
 import pytest
 from django.db import IntegrityError, connection
 
 from tenant_indexes.findings import IndexState
 from tenant_indexes.health import check_databases
 from tenant_indexes.helpdesk.models import Tenant, User
+from tests.support import dbapi
 from tests.testapp.models import Order
 
 POLL_DEADLINE_S = 30.0
@@ -35,15 +35,9 @@ def _ids(report, table: str | None = None) -> list[str]:
     return sorted(f.id for f in report.findings if table is None or f.table == table)
 
 
-def _raw_connection(autocommit: bool = True) -> psycopg.Connection:
+def _raw_connection(autocommit: bool = True) -> dbapi.Session:
     """A second session on the test database, outside Django's connection handling."""
-    s = connection.settings_dict
-    kwargs = {"dbname": s["NAME"], "user": s["USER"] or None, "host": s["HOST"] or None}
-    if s.get("PORT"):
-        kwargs["port"] = s["PORT"]
-    if s.get("PASSWORD"):
-        kwargs["password"] = s["PASSWORD"]
-    return psycopg.connect(autocommit=autocommit, **kwargs)
+    return dbapi.connect_like(connection.settings_dict, autocommit=autocommit)
 
 
 def _wait_for(condition, what: str) -> None:

@@ -6,6 +6,7 @@ from django.urls import include, path
 from tenant_indexes.views import tenant_index_health
 
 urlpatterns = [
+    path("admin/", admin.site.urls),
     path("health/tenant-indexes/", tenant_index_health, name="tenant-index-health"),
     path("included/", include("tenant_indexes.urls")),
     path("admin/", admin.site.urls),

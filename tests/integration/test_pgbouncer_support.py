@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 from django.db import connection
 
+from tests.support import dbapi
 from tests.support.pgbouncer import pgbouncer
 
 
-def _connect(entry: dict) -> psycopg.Connection:
-    return psycopg.connect(
-        host=entry["HOST"],
-        port=entry["PORT"],
-        user=entry["USER"],
-        dbname=entry["NAME"],
-        autocommit=True,
-    )
+def _connect(entry: dict) -> dbapi.Session:
+    return dbapi.connect_like(entry)
 
 
 @pytest.mark.django_db

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from tests.support import dbapi
 
 # How long a server may take to start or stop.
 STARTUP_TIMEOUT_SECONDS = 60
@@ -111,9 +111,9 @@ class Cluster:
     def effective_port(self) -> int:
         return self.port or 5432
 
-    def connect(self, dbname: str | None = None, **kwargs: Any) -> psycopg.Connection:
+    def connect(self, dbname: str | None = None, **kwargs: Any) -> dbapi.Session:
         kwargs.setdefault("autocommit", True)
-        return psycopg.connect(
+        return dbapi.connect(
             host=self.host,
             port=self.effective_port,
             user="postgres",

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
+from tests.support import dbapi
 from tests.support.cluster import pgserver_bin, run_binary, server_user
 
 # How long to wait for the standby to replay the primary's WAL.
@@ -64,8 +63,8 @@ class ReplicaPair:
         )
         return settings
 
-    def connect(self, standby: bool, dbname: str | None = None) -> psycopg.Connection:
-        return psycopg.connect(
+    def connect(self, standby: bool, dbname: str | None = None) -> dbapi.Session:
+        return dbapi.connect(
             host=str(self.standby_socket if standby else self.primary_socket),
             port=5432,
             user="postgres",

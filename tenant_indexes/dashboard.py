@@ -1,0 +1,306 @@
+"""The admin dashboard: the check, the usage verdicts and the repair SQL on one admin page.
+
+Registered on ``django.contrib.admin.site`` when the admin is installed, at
+``<admin>/tenant-indexes/`` (URL name ``admin:tenant_indexes_dashboard``), behind the admin's
+own ``admin_view`` (active staff only; others are sent to the admin login). Read-only: it
+shows SQL to copy, it never runs any.
+
+Per database it runs what ``check_tenant_indexes`` runs (one catalog pass) plus one
+statement for the statistics' age, and, only while a build is running, one progress read per
+build. The page is rendered on the server in the admin's templates and styles: no
+JavaScript framework, no build step (a few lines of inline script only for the copy buttons).
+
+Like the health view, the page never blocks on a slow database: the pass runs in a helper
+thread on bounded connections (``HEALTH_CONNECT_TIMEOUT``, the check's statement and lock
+timeouts) and the request waits at most ``HEALTH_TIMEOUT`` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, connections
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from . import health
+from .buildcontrol import build_progress
+from .catalog import CatalogIndex, CatalogSnapshot
+from .compare import index_reports
+from .conf import get_config
+from .exceptions import CatalogUnavailable
+from .findings import Finding, IndexState, Level
+from .reports import IndexReport, overall_status
+from .statistics import ServerStats, UsageSnapshot, server_stats
+from .targeting import resolve_databases, tenant_tables_for
+from .usage import _tenant_columns
+from .usageanalysis import IndexStats, StatsAge, UsageThresholds, analyse_usage, stats_age
+
+URL_NAME = "tenant_indexes_dashboard"
+TEMPLATE = "tenant_indexes/dashboard.html"
+
+
+@dataclass(frozen=True)
+class DashboardIndex:
+    """One declared index as the page shows it."""
+
+    report: IndexReport
+    stats: IndexStats | None = None
+    phase: str | None = None
+    percent: float | None = None
+    repair_sql: str = ""
+    repair_note: str = ""
+
+    @property
+    def state(self) -> str:
+        return self.report.status.value
+
+    @property
+    def size_bytes(self) -> int | None:
+        live = self.report.live
+        return None if live is None else live.known_size_bytes
+
+    @property
+    def scans(self) -> int | None:
+        live = self.report.live
+        return None if live is None else live.idx_scan
+
+    @property
+    def last_scan(self) -> datetime | None:
+        live = self.report.live
+        return None if live is None else live.last_idx_scan
+
+    @property
+    def unused(self) -> str | None:
+        return None if self.stats is None else self.stats.unused.value
+
+    @property
+    def redundant_to(self) -> str | None:
+        return None if self.stats is None else self.stats.redundant_to
+
+
+@dataclass(frozen=True)
+class DashboardTable:
+    """One tenant table's size and scans."""
+
+    schema: str
+    table: str
+    estimated_rows: float
+    live_rows: int | None
+    seq_scan: int | None
+    idx_scan: int | None
+
+    @property
+    def seq_share(self) -> float | None:
+        total = (self.seq_scan or 0) + (self.idx_scan or 0)
+        return None if not total else 100.0 * (self.seq_scan or 0) / total
+
+
+@dataclass(frozen=True)
+class DashboardDatabase:
+    """One alias: its status, server, statistics age, findings, indexes and tables."""
+
+    alias: str
+    status: str
+    server_version: str | None = None
+    stats_age: timedelta | None = None
+    stats_reset: datetime | None = None
+    error: str | None = None
+    findings: tuple[Finding, ...] = ()
+    indexes: tuple[DashboardIndex, ...] = ()
+    tables: tuple[DashboardTable, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """Everything the page shows, read in one bounded pass."""
+
+    status: str
+    databases: tuple[DashboardDatabase, ...] = ()
+    checked_at: float = field(default_factory=time.time)
+    duration_seconds: float = 0.0
+
+
+def _repair(report: IndexReport) -> tuple[str, str]:
+    """The SQL that would repair ``report`` (``repair_tenant_indexes --dry-run``'s), or why
+    there is none."""
+    if report.status is IndexState.OK:
+        return "", ""
+    # The repair command's planner, so the page and --dry-run can never disagree.
+    from .repair import _action_for
+
+    try:
+        action = _action_for(report)
+    except Exception as e:  # a page must render even when one plan cannot be made
+        return "", f"no repair SQL: {e}"
+    if action.statements:
+        return ";\n".join(action.statements) + ";", ""
+    return "", action.reason or ""
+
+
+def _database(alias: str, app_labels: Sequence[str] | None) -> DashboardDatabase:
+    tables = tenant_tables_for(alias, app_labels)
+    try:
+        snapshot: CatalogSnapshot = health.snapshot_for(alias, tables)
+    except CatalogUnavailable as e:
+        return DashboardDatabase(alias=alias, status="unknown", error=str(e))
+    findings: list[Finding] = []
+    for producer in health.FINDING_PRODUCERS:
+        findings.extend(producer(tables, snapshot))
+    server: ServerStats | None
+    try:
+        server = server_stats(alias)
+    except DatabaseError:
+        server = None
+    age: StatsAge | None = None if server is None else stats_age(server)
+    stats_by_name: dict[tuple[str, str], IndexStats] = {}
+    if server is not None:
+        columns = _tenant_columns(tables, snapshot)
+        thresholds = UsageThresholds.from_config(get_config())
+        by_table: dict[tuple[str, str], list[CatalogIndex]] = {}
+        for ix in snapshot.indexes:
+            by_table.setdefault((ix.schema, ix.table), []).append(ix)
+        # Table by table: redundancy compares the indexes of one table with each other, and
+        # over every table at once that comparison is quadratic (and index names repeat
+        # across schemas).
+        for group in by_table.values():
+            usage = UsageSnapshot(server=server, indexes=tuple(group), tables=())
+            index_stats, _, _ = analyse_usage([usage], columns, thresholds)
+            stats_by_name.update({(s.index.schema, s.index.name): s for s in index_stats})
+    indexes = []
+    for report in index_reports(tables, snapshot):
+        live = report.live
+        stats = None if live is None else stats_by_name.get((live.schema, live.name))
+        phase = percent = None
+        if live is not None and live.building_pid is not None:
+            sample = build_progress(connections[alias], live.building_pid)
+            if sample is not None:
+                phase, percent = sample.phase, sample.percent
+        sql, note = _repair(report)
+        indexes.append(DashboardIndex(report, stats, phase, percent, sql, note))
+    live_tables = tuple(
+        DashboardTable(
+            schema=t.schema,
+            table=t.name,
+            estimated_rows=t.estimated_rows,
+            live_rows=t.n_live_tup,
+            seq_scan=t.seq_scan,
+            idx_scan=t.idx_scan,
+        )
+        for t in sorted(snapshot.tables, key=lambda t: (t.schema, t.name))
+    )
+    return DashboardDatabase(
+        alias=alias,
+        status=overall_status([], findings),
+        server_version=snapshot.server_version,
+        stats_age=None if age is None else age.age,
+        stats_reset=None if server is None else server.stats_reset,
+        findings=tuple(findings),
+        indexes=tuple(indexes),
+        tables=live_tables,
+    )
+
+
+def collect_dashboard(
+    databases: Sequence[str] | None = None, app_labels: Sequence[str] | None = None
+) -> Dashboard:
+    """Read what the dashboard shows, on the current thread's connections.
+
+    Raises:
+        UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
+        UnknownAppLabel: an app label is not installed.
+    """
+    started = time.perf_counter()
+    reports = [_database(alias, app_labels) for alias in resolve_databases(databases, app_labels)]
+    if any(d.error for d in reports):
+        status = "unknown"
+    else:
+        status = overall_status([], [f for d in reports for f in d.findings])
+    return Dashboard(
+        status=status, databases=tuple(reports), duration_seconds=time.perf_counter() - started
+    )
+
+
+def bounded_dashboard() -> Dashboard:
+    """:func:`collect_dashboard` on bounded connections, waited for at most ``HEALTH_TIMEOUT``."""
+    from .views import _bounded_connections, _probe_config
+
+    config = _probe_config()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            with _bounded_connections(config):
+                outcome["dashboard"] = collect_dashboard(
+                    config["HEALTH_DATABASES"], config["HEALTH_APP_LABELS"]
+                )
+        except Exception as e:  # shown on the page, never a 500
+            outcome["error"] = f"{type(e).__name__}: {e}"
+
+    worker = threading.Thread(target=run, name="tenant-indexes-dashboard", daemon=True)
+    worker.start()
+    worker.join(config["HEALTH_TIMEOUT"])
+    if worker.is_alive():
+        message = f"the check did not finish within {config['HEALTH_TIMEOUT']}s"
+        return Dashboard(
+            status="unknown", databases=(DashboardDatabase("-", "unknown", error=message),)
+        )
+    if "error" in outcome:
+        return Dashboard(
+            status="unknown",
+            databases=(DashboardDatabase("-", "unknown", error=outcome["error"]),),
+        )
+    dashboard: Dashboard = outcome["dashboard"]
+    return dashboard
+
+
+def dashboard_view(request: HttpRequest, site: Any) -> HttpResponse:
+    """The page (wrapped in ``site.admin_view`` by :func:`register`)."""
+    dashboard = bounded_dashboard()
+    context = {
+        **site.each_context(request),
+        "title": "Tenant indexes",
+        "dashboard": dashboard,
+        "levels": Level,
+    }
+    return TemplateResponse(request, TEMPLATE, context)
+
+
+def register(site: Any = None) -> None:
+    """Add the page to an admin site's URLs (the default site unless given); idempotent."""
+    if site is None:
+        from django.contrib import admin
+
+        site = admin.site
+    if getattr(site, "_tenant_indexes_dashboard", False):
+        return
+    original_get_urls = site.get_urls
+
+    def get_urls() -> list[Any]:
+        def view(request: HttpRequest) -> HttpResponse:
+            return dashboard_view(request, site)
+
+        return [
+            path("tenant-indexes/", site.admin_view(view), name=URL_NAME),
+            *original_get_urls(),
+        ]
+
+    site.get_urls = get_urls
+    site._tenant_indexes_dashboard = True
+
+
+__all__ = [
+    "Dashboard",
+    "DashboardDatabase",
+    "DashboardIndex",
+    "DashboardTable",
+    "bounded_dashboard",
+    "collect_dashboard",
+    "register",
+]
