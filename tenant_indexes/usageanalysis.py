@@ -238,7 +238,7 @@ class UsageThresholds:
     seq_scan_min_scans: int = 50
     seq_scan_min_share: float = 0.5
     acknowledged_redundant: frozenset[str] = field(default_factory=frozenset)
-    contract_redundant: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    contract_redundant: frozenset[tuple[str, str, str]] = field(default_factory=frozenset)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> UsageThresholds:
@@ -259,13 +259,17 @@ SEED_CONTRACT = "seed contract"
 
 # The help desk's schema declares these single-column indexes beside their composite
 # (tenant_id, status) ones; they are truly redundant, and they are the schema it ships, so a
-# fresh install reports them as kept rather than as a warning. Keyed by (table, index).
+# fresh install reports them as kept rather than as a warning. Keyed by (table, index, the
+# index that covers it): covered by any other index, the pair is not the shipped one.
 _SEED_CONTRACT_REDUNDANT = frozenset(
-    {("tickets", "idx_tickets_tenant_id"), ("customers", "idx_customers_tenant_id")}
+    {
+        ("tickets", "idx_tickets_tenant_id", "idx_tickets_tenant_status"),
+        ("customers", "idx_customers_tenant_id", "idx_customers_tenant_status"),
+    }
 )
 
 
-def _seed_contract_redundant() -> frozenset[tuple[str, str]]:
+def _seed_contract_redundant() -> frozenset[tuple[str, str, str]]:
     from django.apps import apps
 
     if apps.is_installed("tenant_indexes.helpdesk"):
@@ -344,7 +348,7 @@ def analyse_usage(
         kept = None
         if acknowledged:
             kept = "acknowledged"
-        elif covering is not None and (index.table, index.name) in thresholds.contract_redundant:
+        elif (index.table, index.name, covering) in thresholds.contract_redundant:
             kept, acknowledged = SEED_CONTRACT, True
         index_stats.append(
             IndexStats(
