@@ -77,6 +77,9 @@ DEFAULTS: dict[str, Any] = {
     "BUILD_LOCK_RETRIES": 4,
     "BUILD_RETRY_BACKOFF": 1.0,
     "BUILD_RETRY_BACKOFF_MAX": 30.0,
+    # Seconds a builder waits for another build of the same index, or on the same table,
+    # to finish (polled from the client, holding no snapshot); then it gives up, exit 1.
+    "BUILD_BUILDER_WAIT": 3600.0,
     # client_connection_check_interval of the build session (PostgreSQL 14+): a build whose
     # client died (deploy killed) stops instead of running on unattended. "" leaves it.
     "BUILD_CLIENT_CHECK_INTERVAL": "2s",

@@ -25,7 +25,7 @@ from django.db import DatabaseError, connections
 from .build import build_index_concurrently, build_settings, create_index_sql, drop_index_sql
 from .compare import index_reports
 from .conf import get_config
-from .exceptions import IndexBuildError
+from .exceptions import BuildRefusedError, IndexBuildError
 from .findings import IndexState
 from .health import snapshot_for
 from .progress import BuildOutput
@@ -176,6 +176,20 @@ def still_unhealthy(
     return blocked + sum(not r.done for r in results)
 
 
+def _ended_valid(action: RepairAction) -> bool:
+    """Whether the index of ``action`` is there and OK now, by the check's own comparison."""
+    try:
+        connections[action.database].close()  # a failed build may have left it unusable
+        tables = [t for t in tenant_tables_for(action.database, None) if t.table == action.table]
+        snapshot = snapshot_for(action.database, tables)
+        return any(
+            r.name == action.index and r.status == IndexState.OK
+            for r in index_reports(tables, snapshot)
+        )
+    except Exception:
+        return False
+
+
 def run_repairs(
     actions: Sequence[RepairAction], output: BuildOutput | None = None
 ) -> tuple[RepairResult, ...]:
@@ -192,8 +206,14 @@ def run_repairs(
         try:
             with connections[action.database].schema_editor(atomic=False) as editor:
                 outcome = build_index_concurrently(editor, model, index, output=output)
+        except BuildRefusedError:
+            raise  # the whole database cannot be repaired here: exit 2
         except (IndexBuildError, DatabaseError) as e:
-            results.append(RepairResult(action, done=False, detail=str(e).strip()))
+            if _ended_valid(action):
+                # Lost a race to another builder that finished it: healthy is healthy.
+                results.append(RepairResult(action, done=True, detail="valid (built elsewhere)"))
+            else:
+                results.append(RepairResult(action, done=False, detail=str(e).strip()))
         else:
             results.append(RepairResult(action, done=True, detail=outcome.value))
     return tuple(results)

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tenant_indexes.exceptions import TenantIndexesError
+from tenant_indexes.exceptions import BuildRefusedError, TenantIndexesError
 from tenant_indexes.progress import BuildOutput
 from tenant_indexes.render import render_not_repaired, render_repair_sql
 from tenant_indexes.repair import RepairKind, plan_repairs, run_repairs, still_unhealthy
@@ -46,7 +46,10 @@ class Command(ExitCodeArgumentsMixin, BaseCommand):
             self.stdout.write(render_repair_sql(actions), ending="")
             failed = still_unhealthy(actions)
         else:
-            results = run_repairs(actions, BuildOutput(self.stdout, options["verbosity"]))
+            try:
+                results = run_repairs(actions, BuildOutput(self.stdout, options["verbosity"]))
+            except BuildRefusedError as e:
+                raise CommandError(str(e), returncode=2) from e
             for result in results:
                 if not result.done:
                     self.stderr.write(f"{result.action.index}: {result.detail}")
