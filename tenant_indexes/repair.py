@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 from django.apps import apps
 from django.db import DatabaseError, connections
 
+from .buildcontrol import BUILD_LOCK_NAMESPACE, lock_holder
 from .build import build_index_concurrently, build_settings, create_index_sql, drop_index_sql
 from .compare import index_reports
 from .conf import get_config
@@ -42,6 +43,7 @@ class RepairKind(enum.StrEnum):
     NOTHING = "nothing"  # ok
     CREATE = "create"  # missing: build it
     REBUILD = "rebuild"  # INVALID: drop it, build it
+    WAIT = "wait"  # another tenant_indexes run is building it: wait for it, then adopt
     CANNOT = "cannot"  # drift, building, no table, not an index of Meta.indexes
 
 
@@ -97,6 +99,15 @@ class _ActionSubject(TypedDict):
     model: str
 
 
+def _built_by_us(report: IndexReport) -> bool:
+    """Whether the running build of the index holds this app's build lock."""
+    if report.schema is None or _declared_index(report.model, report.name) is None:
+        return False
+    key = f"{report.schema}.{report.name}"
+    holder = lock_holder(connections[report.database], BUILD_LOCK_NAMESPACE, key)
+    return holder is not None
+
+
 def _action_for(report: IndexReport) -> RepairAction:
     base: _ActionSubject = {
         "database": report.database,
@@ -110,6 +121,9 @@ def _action_for(report: IndexReport) -> RepairAction:
     if report.status == IndexState.DRIFT:
         reason = "a valid index with another definition: drop or rename it, or fix the model"
         return RepairAction(kind=RepairKind.CANNOT, reason=reason, **base)
+    if report.status == IndexState.BUILDING and _built_by_us(report):
+        reason = "another migrate or repair is building it: waiting for it to finish"
+        return RepairAction(kind=RepairKind.WAIT, reason=reason, **base)
     if report.status == IndexState.BUILDING:
         reason = "a build of it is running right now"
         return RepairAction(kind=RepairKind.CANNOT, reason=reason, **base)
@@ -162,7 +176,7 @@ def plan_repairs(
 
 def needs_work(action: RepairAction) -> bool:
     """The action creates or rebuilds an index."""
-    return action.kind in (RepairKind.CREATE, RepairKind.REBUILD)
+    return action.kind in (RepairKind.CREATE, RepairKind.REBUILD, RepairKind.WAIT)
 
 
 def still_unhealthy(

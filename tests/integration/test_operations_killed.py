@@ -63,6 +63,7 @@ def _scenario_env() -> dict[str, str]:
         "TENANT_INDEXES_SCENARIO_DB": json.dumps(entry),
         "TENANT_INDEXES_SCENARIO_CONFIG": json.dumps(SCENARIO_CONFIG),
         "PYTHONWARNINGS": "ignore",
+        "PYTHONUNBUFFERED": "1",
     }
 
 
