@@ -11,6 +11,8 @@ from django.core.management.commands import migrate as django_migrate
 
 from tenant_indexes.autodetector import TenantIndexAutodetector
 
+from ._base import SignalExitMixin
 
-class Command(django_migrate.Command):
+
+class Command(SignalExitMixin, django_migrate.Command):
     autodetector = TenantIndexAutodetector

@@ -11,10 +11,10 @@ from tenant_indexes.progress import BuildOutput
 from tenant_indexes.render import render_not_repaired, render_repair_sql
 from tenant_indexes.repair import RepairKind, plan_repairs, run_repairs, still_unhealthy
 
-from ._base import ExitCodeArgumentsMixin, add_target_arguments, targets
+from ._base import ExitCodeArgumentsMixin, SignalExitMixin, add_target_arguments, targets
 
 
-class Command(ExitCodeArgumentsMixin, BaseCommand):
+class Command(SignalExitMixin, ExitCodeArgumentsMixin, BaseCommand):
     # Like the other two commands: a bad setting or argument is exit 2 with one line, not a
     # system-check report; the tenant declarations are validated by the repair plan itself.
     requires_system_checks: list[str] = []
