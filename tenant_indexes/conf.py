@@ -163,7 +163,7 @@ def _is_interval(value: Any, *, allow_off: bool) -> bool:
         if allow_off and value.strip() in ("", "0"):
             return True
         match = _INTERVAL.fullmatch(value)
-        return bool(match) and float(match.group(0).strip().rstrip("usminhd ") or 0) > 0
+        return match is not None and float(match.group(0).strip().rstrip("usminhd ") or 0) > 0
     return False
 
 
@@ -184,9 +184,7 @@ def _range_problem(key: str, value: Any) -> str | None:
     if key == "TENANT_COLUMN" and not (isinstance(value, str) and value):
         return "must be a column name (a non-empty string)"
     if key in _NAME_LISTS and value is not None:
-        if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, str) and v for v in value
-        ):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
             return "must be a list of names"
     if key == "HEALTH_CACHE_ALIAS" and value is not None and not isinstance(value, str):
         return "must be a cache alias or None"

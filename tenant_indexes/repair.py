@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 from django.apps import apps
 from django.db import DatabaseError, connections
 
-from .buildcontrol import BUILD_LOCK_NAMESPACE, lock_holder
 from .build import build_index_concurrently, build_settings, create_index_sql, drop_index_sql
+from .buildcontrol import BUILD_LOCK_NAMESPACE, lock_holder
 from .compare import index_reports
 from .conf import get_config
 from .exceptions import BuildRefusedError, IndexBuildError

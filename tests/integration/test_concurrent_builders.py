@@ -72,9 +72,7 @@ def _reset(start: str) -> None:
         if start == "invalid":
             # A unique build over duplicate tenant ids fails and leaves an INVALID index.
             with pytest.raises(Exception, match="could not create unique index"):
-                cursor.execute(
-                    f'CREATE UNIQUE INDEX CONCURRENTLY "{INDEX}" ON {TABLE} (tenant_id)'
-                )
+                cursor.execute(f'CREATE UNIQUE INDEX CONCURRENTLY "{INDEX}" ON {TABLE} (tenant_id)')
     state = _index_state()
     assert state is None if start == "missing" else state[0] is False, state
 
@@ -96,7 +94,9 @@ def test_two_builders__both_exit_0_one_builds_the_other_adopts(
             outputs = [_Lines(p) for p in procs]
             _wait_for(
                 "one builder to wait for the other",
-                lambda: any("waiting for another build" in "".join(o.lines) for o in outputs),
+                lambda outputs=outputs: any(
+                    "waiting for another build" in "".join(o.lines) for o in outputs
+                ),
             )
         finally:
             blocker.release()

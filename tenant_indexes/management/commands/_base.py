@@ -13,7 +13,6 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from tenant_indexes.catalog import first_error_line
-
 from tenant_indexes.exceptions import TenantIndexesError
 from tenant_indexes.findings import Level
 
