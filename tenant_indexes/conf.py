@@ -191,8 +191,8 @@ def _range_problem(key: str, value: Any) -> str | None:
     if key == "HEALTH_TOKEN" and value is not None:
         tokens = [value] if isinstance(value, str) else value
         if not isinstance(tokens, (list, tuple)) or not all(
-            isinstance(t, str) and t for t in tokens
-        ):
+            isinstance(t, str) for t in tokens
+        ):  # an empty token is allowed and never matches (the view's rule)
             return "must be a token string, a list of them, or None"
     return None
 

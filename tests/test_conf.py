@@ -92,7 +92,7 @@ def test_system_check__bad_setting_is_e009_not_a_traceback() -> None:
         ({"CHECK_SCHEMAS": ["", "x"]}, "must be a list of names"),
         ({"HEALTH_FAIL_LEVEL": "fatal"}, "must be one of 'error', 'warning'"),
         ({"HEALTH_TIMEOUT": -5}, "must be a number above zero"),
-        ({"HEALTH_TOKEN": ["ok", ""]}, "must be a token string"),
+        ({"HEALTH_TOKEN": ["ok", 5]}, "must be a token string"),
         ({"TENANT_COLUMN": 5}, "must be a column name"),
         ({"TENANT_COLUMN": ""}, "must be a column name"),
     ],
