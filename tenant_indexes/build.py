@@ -27,14 +27,16 @@ import logging
 import time
 from typing import Any
 
-from django.db import OperationalError
+from django.db import DatabaseError, OperationalError
 
 from . import buildcontrol
-from .catalog import CatalogIndex
+from .catalog import CatalogIndex, first_error_line
 from .compare import definition_differences
 from .conf import get_config
 from .declared import declared_index
 from .exceptions import (
+    BuildInterruptedError,
+    BuildRefusedError,
     IndexBuildError,
     IndexDefinitionMismatchError,
     LockWaitTimeoutError,
@@ -42,6 +44,7 @@ from .exceptions import (
 )
 from .normalise import normalise_definitions, request_for
 from .progress import BuildMonitor, BuildOutput, progress_reporter
+from .sessions import ensure_own_session
 from .sql import qualified_name, quoting_by_our_rule
 
 logger = logging.getLogger(__name__)
@@ -145,6 +148,7 @@ class _SafeBuild:
         self.started_at: Any = None
         self.last_blocker: buildcontrol.BlockingSession | None = None
         self.dropped_invalid = False
+        self.session: Any = None
 
     # -- helpers --
 
@@ -168,6 +172,40 @@ class _SafeBuild:
             self.connection.pg_version,
             allow_pg14_bug=self.config["ALLOW_CONCURRENT_BUILDS_ON_PG14_BEFORE_14_4"],
         )
+        try:
+            return self._run()
+        except (IndexBuildError, KeyboardInterrupt, SystemExit):
+            raise
+        except DatabaseError as error:
+            raise BuildInterruptedError(self._failure_line(error)) from error
+
+    def _failure_line(self, error: BaseException) -> str:
+        cause = error.__cause__ or error
+        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        what = {
+            "40P01": "a deadlock was detected (the server cancelled the build)",
+            "57014": "the statement was cancelled (statement_timeout, or a cancel request)",
+            "57P01": "the server terminated the build's connection",
+            "57P02": "the server is shutting down",
+            "57P03": "the server is shutting down",
+            "25006": "the server is read-only: run against the primary",
+        }.get(code or "")
+        gone = self.connection.connection is None or not self.connection.is_usable()
+        if what is None:
+            what = "the connection to the server was lost" if gone else "the server refused it"
+        return (
+            f'Building index "{self.index.name}" on "{self.table}" failed: {what}: '
+            f"{first_error_line(cause)}. Run migrate (or repair_tenant_indexes) again: it drops "
+            "what an interrupted build left and builds the index again."
+        )
+
+    def _run(self) -> BuildOutcome:
+        if buildcontrol.in_recovery(self.connection):
+            raise BuildRefusedError(
+                f'Cannot build index "{self.index.name}": read-only: run against the primary '
+                f'(database alias "{self.connection.alias}" is a hot standby).'
+            )
+        self.session = ensure_own_session(self.connection)
         schema = buildcontrol.table_schema(self.connection, self.table)
         if schema is None:
             raise IndexBuildError(
@@ -179,23 +217,25 @@ class _SafeBuild:
         # client_connection_check_interval exists from PostgreSQL 14 on.
         wanted = {k: v for k, v in wanted.items() if previous.get(k) is not None}
         restore = {k: value for k in wanted if (value := previous[k]) is not None}
+        self.session.verify("setting the build's session settings")
         buildcontrol.set_session_settings(self.connection, wanted)
-        lock_held = False
+        held: list[tuple[str, str]] = []
         try:
+            self._take_build_locks(held)
             retries = int(self.config["BUILD_LOCK_RETRIES"])
             backoff = float(self.config["BUILD_RETRY_BACKOFF"])
-            for attempt in range(1, retries + 2):
+            attempt = 0
+            while True:
+                attempt += 1
                 try:
-                    if not lock_held:
-                        buildcontrol.acquire_build_lock(self.connection, self._qualified_name)
-                        lock_held = True
+                    self.session.verify("building")
                     return self._attempt()
                 except OperationalError as error:
                     if not _is_lock_timeout(error):
                         raise
-                    blocker_text = self._describe_blockers(lock_held)
+                    blocker_text = self._describe_blockers(True)
                     if attempt > retries:
-                        leftover = self._clean_up_after_giving_up() if lock_held else ""
+                        leftover = self._clean_up_after_giving_up()
                         raise LockWaitTimeoutError(
                             f'Gave up building index "{self.index.name}" on "{self.table}" '
                             f"after {attempt} lock waits of {wanted['lock_timeout']} each: "
@@ -214,23 +254,70 @@ class _SafeBuild:
                         pause,
                     )
                     time.sleep(pause)
-            raise AssertionError("unreachable")  # pragma: no cover
         finally:
-            self._restore(restore, lock_held)
+            self._restore(restore, held)
 
     @property
     def _qualified_name(self) -> str:
         return f"{self.schema}.{self.index.name}"
 
-    def _restore(self, restore: dict[str, str], lock_held: bool) -> None:
+    def _take_build_locks(self, held: list[tuple[str, str]]) -> None:
+        """The per-index, then the per-table advisory lock, polled from the client.
+
+        ``pg_try_advisory_lock()`` never waits on the server, and between two tries the
+        session is idle outside any transaction: a waiting builder holds no snapshot, so
+        the ``CREATE INDEX CONCURRENTLY`` of the holder never waits for it. Always index
+        before table, and the table lock's holder waits for no index lock: no cycle. The
+        wait is bounded by ``BUILD_BUILDER_WAIT`` seconds.
+        """
+        wanted = [
+            (buildcontrol.BUILD_LOCK_NAMESPACE, self._qualified_name),
+            (buildcontrol.BUILD_TABLE_LOCK_NAMESPACE, f"{self.schema}.{self.table}"),
+        ]
+        bound = float(self.config["BUILD_BUILDER_WAIT"])
+        deadline = time.monotonic() + bound
+        for namespace, key in wanted:
+            announced = False
+            pause = 0.05
+            while True:
+                self.session.verify("taking the build lock")
+                if buildcontrol.try_build_lock(self.connection, namespace, key):
+                    held.append((namespace, key))
+                    break
+                holder = buildcontrol.lock_holder(self.connection, namespace, key)
+                other = holder.describe() if holder else "a session that has ended since"
+                what = "index" if namespace == buildcontrol.BUILD_LOCK_NAMESPACE else "table"
+                if not announced:
+                    self._say(
+                        'waiting for another build on the %s "%s" (at most %.0fs): %s',
+                        what,
+                        key,
+                        bound,
+                        other,
+                    )
+                    announced = True
+                if time.monotonic() >= deadline:
+                    raise LockWaitTimeoutError(
+                        f'Gave up building index "{self.index.name}" on "{self.table}" after '
+                        f"waiting {bound:.0f}s (BUILD_BUILDER_WAIT) for another build on the "
+                        f'{what} "{key}": {other}. Let it finish, then run again.'
+                    )
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    def _restore(self, restore: dict[str, str], held: list[tuple[str, str]]) -> None:
         # After a terminated backend the connection is gone, and with it the session's
-        # settings and advisory lock: nothing to restore, and the original error matters.
+        # settings and advisory locks: nothing to restore, and the original error matters.
         if self.connection.connection is None or not self.connection.is_usable():
             logger.debug("connection gone after building %s: nothing to restore", self.index.name)
             return
         try:
-            if lock_held:
-                buildcontrol.release_build_lock(self.connection, self._qualified_name)
+            # Behind a pooler the settings and locks live on the session they were made in:
+            # restore only there (SessionGuard.verify raises otherwise, and says so).
+            if self.session is not None:
+                self.session.verify("restoring the session")
+            for namespace, key in reversed(held):
+                buildcontrol.release_lock(self.connection, namespace, key)
             buildcontrol.set_session_settings(self.connection, restore)
         except Exception:
             logger.warning(
@@ -295,7 +382,8 @@ class _SafeBuild:
 
     def _build(self) -> None:
         sql = create_index_sql(self.schema_editor, self.model, self.index)
-        build_pid = buildcontrol.backend_pid(self.connection)
+        self.session.verify("CREATE INDEX CONCURRENTLY")
+        build_pid = self.session.pid
         self.started_at = buildcontrol.server_clock(self.connection)
         reporter = progress_reporter(self.output, self.index.name, self.config)
         monitor = BuildMonitor(self.connection.alias, build_pid, reporter)

@@ -129,6 +129,24 @@ def set_session_settings(connection: Any, values: dict[str, str]) -> None:
         )
 
 
+#: Key space of the per-table advisory lock a builder takes after the per-index one: two
+#: concurrent builds on one table would queue on the table's SHARE UPDATE EXCLUSIVE lock
+#: inside the server (and give up at lock_timeout); they queue here instead, on the client.
+BUILD_TABLE_LOCK_NAMESPACE = "tenant_indexes.build.table"
+
+
+def try_build_lock(connection: Any, namespace: str, key: str) -> bool:
+    """``pg_try_advisory_lock()`` once: never waits on the server.
+
+    Polled from the client between statements, so a waiting builder holds no snapshot
+    (a blocked ``pg_advisory_lock()`` does, and ``CREATE INDEX CONCURRENTLY`` of the
+    holder waits for that snapshot: the deadlock of two builders).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))", [namespace, key])
+        return bool(cursor.fetchone()[0])
+
+
 def acquire_build_lock(connection: Any, qualified_index: str) -> None:
     """Wait for the session advisory lock of one index build (bounded by lock_timeout)."""
     with connection.cursor() as cursor:
@@ -138,17 +156,19 @@ def acquire_build_lock(connection: Any, qualified_index: str) -> None:
         )
 
 
+def release_lock(connection: Any, namespace: str, key: str) -> None:
+    """``pg_advisory_unlock()`` of a lock taken by :func:`try_build_lock`."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", [namespace, key])
+
+
 def release_build_lock(connection: Any, qualified_index: str) -> None:
     """Release the advisory lock taken by :func:`acquire_build_lock`."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))",
-            [BUILD_LOCK_NAMESPACE, qualified_index],
-        )
+    release_lock(connection, BUILD_LOCK_NAMESPACE, qualified_index)
 
 
-def build_lock_holder(connection: Any, qualified_index: str) -> BlockingSession | None:
-    """The other session that holds the build lock of ``qualified_index``, if any."""
+def lock_holder(connection: Any, namespace: str, key: str) -> BlockingSession | None:
+    """The other session that holds the advisory lock ``(namespace, key)``, if any."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -160,10 +180,37 @@ def build_lock_holder(connection: Any, qualified_index: str) -> BlockingSession 
                AND l.pid <> pg_backend_pid()
              LIMIT 1
             """,
-            [BUILD_LOCK_NAMESPACE, qualified_index],
+            [namespace, key],
         )
         row = cursor.fetchone()
     return BlockingSession(*row) if row else None
+
+
+def in_recovery(connection: Any) -> bool:
+    """``pg_is_in_recovery()``: the server is a hot standby (read-only)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_is_in_recovery()")
+        return bool(cursor.fetchone()[0])
+
+
+def driver_backend_pid(connection: Any) -> int | None:
+    """The backend pid the driver got at connect (BackendKeyData), ``None`` if unknown.
+
+    Equal to ``pg_backend_pid()`` on a direct connection; a pooler such as PgBouncer hands
+    the client a key of its own, so a difference means a pooler sits in between.
+    """
+    raw = connection.connection
+    info = getattr(raw, "info", None)
+    if info is not None and hasattr(info, "backend_pid"):
+        return int(info.backend_pid)  # psycopg 3
+    if hasattr(raw, "get_backend_pid"):
+        return int(raw.get_backend_pid())  # psycopg2
+    return None
+
+
+def build_lock_holder(connection: Any, qualified_index: str) -> BlockingSession | None:
+    """The other session that holds the build lock of ``qualified_index``, if any."""
+    return lock_holder(connection, BUILD_LOCK_NAMESPACE, qualified_index)
 
 
 def backend_pid(connection: Any) -> int:

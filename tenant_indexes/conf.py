@@ -7,6 +7,7 @@ The merged value is cached and the cache is dropped on ``setting_changed`` so th
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from django.conf import settings
@@ -85,6 +86,9 @@ DEFAULTS: dict[str, Any] = {
     "BUILD_LOCK_RETRIES": 4,
     "BUILD_RETRY_BACKOFF": 1.0,
     "BUILD_RETRY_BACKOFF_MAX": 30.0,
+    # Seconds a builder waits for another build of the same index, or on the same table,
+    # to finish (polled from the client, holding no snapshot); then it gives up, exit 1.
+    "BUILD_BUILDER_WAIT": 3600.0,
     # client_connection_check_interval of the build session (PostgreSQL 14+): a build whose
     # client died (deploy killed) stops instead of running on unattended. "" leaves it.
     "BUILD_CLIENT_CHECK_INTERVAL": "2s",
@@ -135,6 +139,10 @@ def get_config() -> dict[str, Any]:
             raise TenantIndexesConfigError(
                 f"TENANT_INDEXES[{key!r}] must be {names}, not {value!r}."
             )
+    for key, value in user.items():
+        problem = _range_problem(key, value)
+        if problem:
+            raise TenantIndexesConfigError(f"TENANT_INDEXES[{key!r}] {problem}, not {value!r}.")
     model = user.get("TENANT_MODEL")
     if model is not None and not _is_model_label(model):
         raise TenantIndexesConfigError(
@@ -142,6 +150,69 @@ def get_config() -> dict[str, Any]:
             f"'accounts.Organization', not {model!r}."
         )
     return {**DEFAULTS, **user}
+
+
+# A PostgreSQL duration as lock_timeout takes it: a number of milliseconds, or a number with
+# a unit ("500ms", "5s", "1min", "2h").
+_INTERVAL = re.compile(r"\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*")
+_CHOICES = {
+    "BUILD_PROGRESS": ("auto", "bar", "lines", "off"),
+    "HEALTH_FAIL_LEVEL": ("error", "warning"),
+}
+_POSITIVE = {
+    "BUILD_BUILDER_WAIT", "BUILD_PROGRESS_INTERVAL", "CHECK_STATEMENT_TIMEOUT_MS",
+    "CHECK_LOCK_TIMEOUT_MS", "CHECK_CONNECT_TIMEOUT_S", "HEALTH_CONNECT_TIMEOUT",
+    "HEALTH_TIMEOUT",
+}  # fmt: skip
+_NOT_NEGATIVE = {"BUILD_RETRY_BACKOFF", "BUILD_RETRY_BACKOFF_MAX", "HEALTH_CACHE_SECONDS"}
+_NAME_LISTS = {"CHECK_SCHEMAS", "HEALTH_DATABASES", "HEALTH_APP_LABELS"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_interval(value: Any, *, allow_off: bool) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value > 0 or (allow_off and value == 0)
+    if isinstance(value, str):
+        if allow_off and value.strip() in ("", "0"):
+            return True
+        match = _INTERVAL.fullmatch(value)
+        return match is not None and float(match.group(0).strip().rstrip("usminhd ") or 0) > 0
+    return False
+
+
+def _range_problem(key: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for ``key`` beyond its type, or ``None``."""
+    if key == "BUILD_LOCK_TIMEOUT" and not _is_interval(value, allow_off=False):
+        return "must be a PostgreSQL duration above zero such as '5s', '500ms' or 5000"
+    if key == "BUILD_CLIENT_CHECK_INTERVAL" and not _is_interval(value, allow_off=True):
+        return "must be a PostgreSQL duration such as '2s', or '' to leave it"
+    if key == "BUILD_LOCK_RETRIES" and not (isinstance(value, int) and value >= 0):
+        return "must be a whole number, 0 or more"
+    if key in _POSITIVE and not (_is_number(value) and value > 0):
+        return "must be a number above zero"
+    if key in _NOT_NEGATIVE and not (_is_number(value) and value >= 0):
+        return "must be a number, 0 or more"
+    if key in _CHOICES and value not in _CHOICES[key]:
+        return "must be one of " + ", ".join(repr(c) for c in _CHOICES[key])
+    if key == "TENANT_COLUMN" and not (isinstance(value, str) and value):
+        return "must be a column name (a non-empty string)"
+    if key in _NAME_LISTS and value is not None:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+            return "must be a list of names"
+    if key == "HEALTH_CACHE_ALIAS" and value is not None and not isinstance(value, str):
+        return "must be a cache alias or None"
+    if key == "HEALTH_TOKEN" and value is not None:
+        tokens = [value] if isinstance(value, str) else value
+        if not isinstance(tokens, (list, tuple)) or not all(
+            isinstance(t, str) for t in tokens
+        ):  # an empty token is allowed and never matches (the view's rule)
+            return "must be a token string, a list of them, or None"
+    return None
 
 
 def _is_model_label(value: Any) -> bool:

@@ -67,6 +67,21 @@ class UnsafeServerVersionError(IndexBuildError):
     """The server's version has a known bug in concurrent index builds."""
 
 
+class BuildInterruptedError(IndexBuildError):
+    """The build's statement failed on the server: its connection was terminated, the server
+    shut down, a deadlock or a timeout cancelled it. The message is one line and says what
+    the next run does (it drops an INVALID index left behind and builds again)."""
+
+
+class BuildRefusedError(IndexBuildError):
+    """The target cannot carry a safe build at all: a hot standby (read-only), or a
+    connection whose server session changes between statements (a transaction pooler).
+    Exit code 2, like a database that could not be checked."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args, returncode=2)
+
+
 # Fail-closed tenant scoping (scoping.py).
 
 

@@ -174,6 +174,7 @@ class BuildMonitor(threading.Thread):
     """Samples the build's progress and blocker from a second connection while it runs."""
 
     poll_interval = 0.5
+    stop_wait = 1.0
 
     def __init__(
         self, alias: str, build_pid: int, on_sample: ProgressReporter | None = None
@@ -204,8 +205,11 @@ class BuildMonitor(threading.Thread):
             connection.close()
 
     def stop(self) -> None:
+        """Stop sampling. Waits at most :attr:`stop_wait` seconds: a monitor still waiting
+        for a connection (a full session pool) is left to end on its own, and the build
+        never waits for it."""
         self._stop_event.set()
-        self.join()
+        self.join(self.stop_wait)
 
 
 # migrate's verbosity and stdout, per database alias, from its pre_migrate signal: the

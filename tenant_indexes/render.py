@@ -396,7 +396,11 @@ def render_repair_sql(actions: Sequence[Any]) -> str:
     for action in actions:
         if action.kind in (RepairKind.CREATE, RepairKind.REBUILD):
             where = f"{action.schema}." if action.schema else ""
-            lines.append(f"-- {action.database}: {action.kind} {where}{action.index}")
+            # A comment ends at a line break: a name with one must not end it early.
+            comment = " ".join(
+                f"{action.database}: {action.kind} {where}{action.index}".splitlines()
+            )
+            lines.append(f"-- {comment}")
             lines.extend(f"{statement};" for statement in action.statements)
     return "".join(line + "\n" for line in lines)
 

@@ -26,9 +26,10 @@ from django.db import DatabaseError, connections
 
 from . import partitions
 from .build import build_index_concurrently, build_settings, create_index_sql, drop_index_sql
+from .buildcontrol import BUILD_LOCK_NAMESPACE, lock_holder
 from .compare import index_reports
 from .conf import get_config
-from .exceptions import IndexBuildError, SchemaNotFound
+from .exceptions import BuildRefusedError, IndexBuildError, SchemaNotFound
 from .findings import IndexState
 from .health import snapshot_for
 from .progress import BuildOutput
@@ -45,6 +46,7 @@ class RepairKind(enum.StrEnum):
     NOTHING = "nothing"  # ok
     CREATE = "create"  # missing: build it
     REBUILD = "rebuild"  # INVALID: drop it, build it
+    WAIT = "wait"  # another tenant_indexes run is building it: wait for it, then adopt
     CANNOT = "cannot"  # drift, building, no table, not an index of Meta.indexes
 
 
@@ -105,6 +107,15 @@ class _ActionSubject(TypedDict):
     schema: str | None
 
 
+def _built_by_us(report: IndexReport) -> bool:
+    """Whether the running build of the index holds this app's build lock."""
+    if report.schema is None or _declared_index(report.model, report.name) is None:
+        return False
+    key = f"{report.schema}.{report.name}"
+    holder = lock_holder(connections[report.database], BUILD_LOCK_NAMESPACE, key)
+    return holder is not None
+
+
 def _action_for(report: IndexReport, scoped: bool = False, exists: bool = True) -> RepairAction:
     base: _ActionSubject = {
         "database": report.database,
@@ -119,6 +130,9 @@ def _action_for(report: IndexReport, scoped: bool = False, exists: bool = True) 
     if report.status == IndexState.DRIFT:
         reason = "a valid index with another definition: drop or rename it, or fix the model"
         return RepairAction(kind=RepairKind.CANNOT, reason=reason, **base)
+    if report.status == IndexState.BUILDING and _built_by_us(report):
+        reason = "another migrate or repair is building it: waiting for it to finish"
+        return RepairAction(kind=RepairKind.WAIT, reason=reason, **base)
     if report.status == IndexState.BUILDING:
         reason = "a build of it is running right now"
         return RepairAction(kind=RepairKind.CANNOT, reason=reason, **base)
@@ -187,7 +201,7 @@ def plan_repairs(
 
 def needs_work(action: RepairAction) -> bool:
     """The action creates or rebuilds an index."""
-    return action.kind in (RepairKind.CREATE, RepairKind.REBUILD)
+    return action.kind in (RepairKind.CREATE, RepairKind.REBUILD, RepairKind.WAIT)
 
 
 def still_unhealthy(
@@ -199,6 +213,20 @@ def still_unhealthy(
     if results is None:
         return blocked + sum(needs_work(a) for a in actions)
     return blocked + sum(not r.done for r in results)
+
+
+def _ended_valid(action: RepairAction) -> bool:
+    """Whether the index of ``action`` is there and OK now, by the check's own comparison."""
+    try:
+        connections[action.database].close()  # a failed build may have left it unusable
+        tables = [t for t in tenant_tables_for(action.database, None) if t.table == action.table]
+        snapshot = snapshot_for(action.database, tables)
+        return any(
+            r.name == action.index and r.status == IndexState.OK
+            for r in index_reports(tables, snapshot)
+        )
+    except Exception:
+        return False
 
 
 def run_repairs(
@@ -260,6 +288,11 @@ def _run_one(action: RepairAction, output: BuildOutput | None) -> RepairResult:
     try:
         with connections[action.database].schema_editor(atomic=False) as editor:
             outcome = build_index_concurrently(editor, model, index, output=output)
+    except BuildRefusedError:
+        raise  # the whole database cannot be repaired here: exit 2
     except (IndexBuildError, DatabaseError) as e:
+        if _ended_valid(action):
+            # Lost a race to another builder that finished it: healthy is healthy.
+            return RepairResult(action, done=True, detail="valid (built elsewhere)")
         return RepairResult(action, done=False, detail=str(e).strip())
     return RepairResult(action, done=True, detail=outcome.value)

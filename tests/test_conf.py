@@ -75,3 +75,46 @@ def test_system_check__bad_setting_is_e009_not_a_traceback() -> None:
         messages = check_tenant_index_declarations()
     assert [m.id for m in messages] == ["tenant_indexes.E009"]
     assert "must be bool" in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"BUILD_LOCK_RETRIES": -1}, "must be a whole number, 0 or more"),
+        ({"BUILD_LOCK_TIMEOUT": "five"}, "must be a PostgreSQL duration above zero"),
+        ({"BUILD_LOCK_TIMEOUT": 0}, "must be a PostgreSQL duration above zero"),
+        ({"BUILD_LOCK_TIMEOUT": "0s"}, "must be a PostgreSQL duration above zero"),
+        ({"BUILD_CLIENT_CHECK_INTERVAL": "2 fortnights"}, "must be a PostgreSQL duration"),
+        ({"BUILD_BUILDER_WAIT": 0}, "must be a number above zero"),
+        ({"BUILD_RETRY_BACKOFF": -1.0}, "must be a number, 0 or more"),
+        ({"BUILD_PROGRESS": "loud"}, "must be one of 'auto', 'bar', 'lines', 'off'"),
+        ({"CHECK_STATEMENT_TIMEOUT_MS": 0}, "must be a number above zero"),
+        ({"CHECK_SCHEMAS": ["", "x"]}, "must be a list of names"),
+        ({"HEALTH_FAIL_LEVEL": "fatal"}, "must be one of 'error', 'warning'"),
+        ({"HEALTH_TIMEOUT": -5}, "must be a number above zero"),
+        ({"HEALTH_TOKEN": ["ok", 5]}, "must be a token string"),
+        ({"TENANT_COLUMN": 5}, "must be a column name"),
+        ({"TENANT_COLUMN": ""}, "must be a column name"),
+    ],
+)
+def test_get_config__rejects_values_out_of_range(setting, message) -> None:
+    with override_settings(TENANT_INDEXES=setting), pytest.raises(ImproperlyConfigured) as info:
+        get_config()
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"BUILD_LOCK_TIMEOUT": "500ms"},
+        {"BUILD_LOCK_TIMEOUT": "1 min"},
+        {"BUILD_LOCK_TIMEOUT": 5000},
+        {"BUILD_CLIENT_CHECK_INTERVAL": ""},
+        {"BUILD_LOCK_RETRIES": 0},
+        {"HEALTH_TOKEN": ["a", "b"]},
+        {"HEALTH_DATABASES": ["default"]},
+    ],
+)
+def test_get_config__accepts_values_in_range(setting) -> None:
+    with override_settings(TENANT_INDEXES=setting):
+        assert get_config()[next(iter(setting))] == next(iter(setting.values()))

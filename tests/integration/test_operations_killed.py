@@ -63,6 +63,7 @@ def _scenario_env() -> dict[str, str]:
         "TENANT_INDEXES_SCENARIO_DB": json.dumps(entry),
         "TENANT_INDEXES_SCENARIO_CONFIG": json.dumps(SCENARIO_CONFIG),
         "PYTHONWARNINGS": "ignore",
+        "PYTHONUNBUFFERED": "1",
     }
 
 
@@ -393,3 +394,62 @@ def test_migrate_cli__index_with_another_definition_exits_1_with_a_message_not_a
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP INDEX IF EXISTS {INDEX}")
+
+
+def _hold_build_lock() -> Any:
+    """A session holding the build lock of the scenario index, as another builder would."""
+    session = connections.create_connection("default")
+    with session.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_lock(hashtext('tenant_indexes.build'), hashtext(%s))",
+            [f"public.{INDEX}"],
+        )
+    return session
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "phase", ["waiting for the build lock", "waiting for writers", "waiting for old snapshots"]
+)
+def test_signal_mid_build__clean_exit_then_next_migrate_finishes(
+    bulk_table: None, signame: str, phase: str
+) -> None:
+    """SIGINT/SIGTERM at three phases: exit 130/143 with one line and no traceback, the
+    build lock released, and the next migrate builds the index valid."""
+    holder = _hold_build_lock() if phase == "waiting for the build lock" else None
+    blocker = None if holder is not None else _Blocker(PHASES[phase][0])
+    proc = _manage("migrate", "killed_build", "--no-input")
+    output = _Lines(proc)
+    try:
+        if holder is not None:
+            _wait_for(
+                "the build to wait for the lock",
+                lambda: any("waiting for another build" in line for line in output.lines),
+            )
+        else:
+            _wait_for(f"the build to reach {phase!r}", lambda: _build_backend(PHASES[phase][1]))
+        os.kill(proc.pid, getattr(signal, signame))
+        out = output.finish()
+    finally:
+        if holder is not None:
+            holder.close()
+        if blocker is not None:
+            blocker.release()
+    assert proc.returncode == {"SIGINT": 130, "SIGTERM": 143}[signame], out
+    assert "Traceback" not in out, out
+    assert f"interrupted by {signame}" in out, out
+    assert "Could not restore" not in out, out
+    assert not _recorded()
+    _wait_for(
+        "the build's locks to go",
+        lambda: not _query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"),
+    )
+    code, out = _migrate()
+    assert code == 0, out
+    assert _index_state() == (True, True)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX {INDEX}")
+        cursor.execute(
+            "DELETE FROM django_migrations WHERE app = 'killed_build' AND name LIKE '0002%%'"
+        )

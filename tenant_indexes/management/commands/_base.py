@@ -5,10 +5,14 @@ The leading underscore keeps Django from offering this module as a command.
 
 from __future__ import annotations
 
+import signal
+import sys
 from typing import Any, TypedDict
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
+from tenant_indexes.catalog import first_error_line
 from tenant_indexes.conf import get_config
 from tenant_indexes.exceptions import TenantIndexesError
 from tenant_indexes.findings import Level
@@ -67,6 +71,55 @@ def raise_for_exit_code(report: Any, fail_level: str) -> None:
         )
 
 
+#: Exit codes of a command ended by a signal, as a shell reports them (128 + signal number).
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like SIGINT's KeyboardInterrupt: the driver cancels the running
+    statement, ``finally`` blocks restore the session, then the command exits 143."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+class SignalExitMixin:
+    """SIGINT exits 130 and SIGTERM 143, a database error outside a build exits 2, each
+    with one line on stderr and no traceback.
+
+    Both unwind the command: a running statement is cancelled by the driver, the build's
+    session settings and advisory locks are restored on the way out, and an index that was
+    being built is left INVALID for the next run to drop and build again.
+    """
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            signal.signal(signal.SIGTERM, _raise_terminated)
+        except ValueError:  # not the main thread: leave signals alone
+            previous = None
+        try:
+            return super().execute(*args, **options)  # type: ignore[misc]
+        except KeyboardInterrupt as interrupt:
+            terminated = isinstance(interrupt, Terminated)
+            name, code = ("SIGTERM", EXIT_SIGTERM) if terminated else ("SIGINT", EXIT_SIGINT)
+            sys.stderr.write(
+                f"interrupted by {name}: stopped; run the command again to finish "
+                "(an index left INVALID is dropped and built again)\n"
+            )
+            raise SystemExit(code) from None
+        except DatabaseError as error:
+            # Not a build (those raise IndexBuildError): the server could not be reached or
+            # refused a statement outside one. One line, exit 2 ("could not check").
+            sys.stderr.write(f"database error: {first_error_line(error)}\n")
+            raise SystemExit(2) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
 class ExitCodeArgumentsMixin:
     """Bad arguments exit 2 from ``call_command`` too, not only from a shell.
 
@@ -87,7 +140,7 @@ class ExitCodeArgumentsMixin:
         return parser
 
 
-class ReportCommand(ExitCodeArgumentsMixin, BaseCommand):
+class ReportCommand(SignalExitMixin, ExitCodeArgumentsMixin, BaseCommand):
     """A command that collects one report, renders it in ``--format`` and maps it to an exit code.
 
     Subclasses set the help texts and implement :meth:`collect` and :meth:`render`.

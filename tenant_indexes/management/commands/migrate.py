@@ -19,8 +19,10 @@ from django.db import connections
 
 from tenant_indexes.autodetector import TenantIndexAutodetector
 
+from ._base import SignalExitMixin
 
-class Command(django_migrate.Command):
+
+class Command(SignalExitMixin, django_migrate.Command):
     autodetector = TenantIndexAutodetector
 
     def handle(self, *args: Any, **options: Any) -> Any:

@@ -7,15 +7,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tenant_indexes.exceptions import TenantIndexesError
+from tenant_indexes.exceptions import BuildRefusedError, TenantIndexesError
 from tenant_indexes.progress import BuildOutput
 from tenant_indexes.render import render_action_name, render_not_repaired, render_repair_sql
 from tenant_indexes.repair import RepairKind, plan_repairs, run_repairs, still_unhealthy
 
-from ._base import ExitCodeArgumentsMixin, add_target_arguments, targets
+from ._base import ExitCodeArgumentsMixin, SignalExitMixin, add_target_arguments, targets
 
 
-class Command(ExitCodeArgumentsMixin, BaseCommand):
+class Command(SignalExitMixin, ExitCodeArgumentsMixin, BaseCommand):
     # Like the other two commands: a bad setting or argument is exit 2 with one line, not a
     # system-check report; the tenant declarations are validated by the repair plan itself.
     requires_system_checks: list[str] = []
@@ -54,12 +54,15 @@ class Command(ExitCodeArgumentsMixin, BaseCommand):
             self.stdout.write(render_repair_sql(actions), ending="")
             failed = still_unhealthy(actions)
         else:
-            results = run_repairs(
-                actions,
-                BuildOutput(self.stdout, options["verbosity"]),
-                jobs=options["jobs"],
-                on_done=self._progress if options["jobs"] > 1 else None,
-            )
+            try:
+                results = run_repairs(
+                    actions,
+                    BuildOutput(self.stdout, options["verbosity"]),
+                    jobs=options["jobs"],
+                    on_done=self._progress if options["jobs"] > 1 else None,
+                )
+            except BuildRefusedError as e:
+                raise CommandError(str(e), returncode=2) from e
             for result in results:
                 if not result.done:
                     self.stderr.write(f"{render_action_name(result.action)}: {result.detail}")
