@@ -201,6 +201,8 @@ def _range_problem(key: str, value: Any) -> str | None:
         return "must be one of " + ", ".join(repr(c) for c in _CHOICES[key])
     if key == "TENANT_COLUMN" and not (isinstance(value, str) and value):
         return "must be a column name (a non-empty string)"
+    if key == "CHECK_SCHEMAS" and isinstance(value, str) and value:
+        return None  # a dotted path to a callable (tenant_indexes.targeting.check_schemas)
     if key in _NAME_LISTS and value is not None:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
             return "must be a list of names"

@@ -63,6 +63,9 @@ DATABASES["sqlite"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:
 
 # The health-check surfaces (tests/test_views.py, tests/test_health_check_backend.py).
 ROOT_URLCONF = "tests.urls"
+# pytest-django allows "testserver" only inside the test run; the manage.py subprocesses of
+# the integration tests use the test client too.
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 
 # The admin (TenantScopedAdmin in tests/test_admin.py, the dashboard) needs sessions, auth and
 # messages; the scoping middleware sets the tenant of a tenant's staff.

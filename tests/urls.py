@@ -1,4 +1,5 @@
-"""URLs of the test suite: the health endpoint as a user mounts it, and django-health-check."""
+"""URLs of the test suite: the admin (dashboard, TenantScopedAdmin), the health endpoint as a
+user mounts it, and django-health-check."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -9,7 +10,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/tenant-indexes/", tenant_index_health, name="tenant-index-health"),
     path("included/", include("tenant_indexes.urls")),
-    path("admin/", admin.site.urls),
 ]
 
 try:
