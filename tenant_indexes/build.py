@@ -30,7 +30,7 @@ from typing import Any
 from django.db import DatabaseError, OperationalError
 
 from . import buildcontrol
-from .catalog import CatalogIndex, first_error_line
+from .catalog import CatalogIndex
 from .compare import definition_differences
 from .conf import get_config
 from .declared import declared_index
@@ -44,6 +44,7 @@ from .exceptions import (
 )
 from .normalise import normalise_definitions, request_for
 from .progress import BuildMonitor, BuildOutput, progress_reporter
+from .reads import first_error_line
 from .sessions import ensure_own_session
 from .sql import qualified_name, quoting_by_our_rule
 

@@ -20,14 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import (
-    CatalogIndex,
-    CatalogTable,
-    check_timeouts,
-    explain_plan,
-    first_error_line,
-    plan_nodes,
-)
+from .catalog import CatalogIndex, CatalogTable
+from .reads import check_timeouts, explain_plan, first_error_line, plan_nodes
 from .sql import qualified_name
 
 # Local to the transaction: index-only plans would hide the predicate inside the index.

@@ -4,7 +4,7 @@ Four statements per alias whatever the number of tables (clear the statistics sn
 bound the reads, server facts, every index of the tables, the tables); ``--explain`` adds two
 statements per table (a real tenant value, then EXPLAIN without ANALYZE). Every read runs
 under the ``CHECK_*`` timeouts in a transaction that is rolled back
-(:func:`tenant_indexes.catalog.bounded_read`). The indexes are
+(:func:`tenant_indexes.reads.bounded_read`). The indexes are
 :class:`~tenant_indexes.catalog.CatalogIndex` rows with their exact size and last scan.
 """
 
@@ -19,14 +19,11 @@ from .catalog import (
     INDEXES_OF_REQUESTED_TABLES,
     REQUESTED_TABLES_SQL,
     CatalogIndex,
-    bounded_read,
-    check_timeouts,
-    explain_plan,
     index_from_row,
     index_rows_sql,
-    plan_nodes,
     requested_arrays,
 )
+from .reads import bounded_read, check_timeouts, explain_plan, plan_nodes
 from .sql import qualified_name, quote_identifier
 
 

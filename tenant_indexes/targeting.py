@@ -91,7 +91,7 @@ def missing_schemas(alias: str, schemas: Sequence[str | None]) -> list[str]:
 
     One bounded, read-only statement; none at all when no schema is named.
     """
-    from .catalog import bounded_read, check_timeouts
+    from .reads import bounded_read, check_timeouts
 
     wanted = sorted({s for s in schemas if s is not None})
     if not wanted:

@@ -17,12 +17,13 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
-from .catalog import CatalogSnapshot, first_error_line
+from .catalog import CatalogSnapshot
 from .compare import undeclared_invalid_finding
 from .conf import get_config
 from .declared import TenantTable
 from .findings import W_REDUNDANT, W_UNUSED, Finding
 from .health import register_database_set_producer, register_finding_producer
+from .reads import first_error_line
 from .reports import DatabaseReport, exit_code_for, overall_status
 from .statistics import (
     ServerStats,

@@ -12,10 +12,10 @@ from typing import Any, TypedDict
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from tenant_indexes.catalog import first_error_line
 from tenant_indexes.conf import get_config
 from tenant_indexes.exceptions import TenantIndexesError
 from tenant_indexes.findings import Level
+from tenant_indexes.reads import first_error_line
 
 OUTPUT_FORMATS = ("text", "json", "prometheus")
 

@@ -7,8 +7,8 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.db import DatabaseError
 
-from tenant_indexes.catalog import first_error_line
 from tenant_indexes.history import record_usage
+from tenant_indexes.reads import first_error_line
 from tenant_indexes.render import render_usage_json, render_usage_prometheus, render_usage_text
 from tenant_indexes.usage import SORT_KEYS, UsageReport, collect_usage, with_history
 
