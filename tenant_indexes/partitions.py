@@ -244,11 +244,11 @@ class _PartitionedBuild:
                                   table=part.name, name=child, concurrently=False, only=True)
                     )  # fmt: skip
                 names[(part.schema, part.name)] = child
-                self._attach(part.parent_schema, parent_name, part.schema, child, part.name)
+                self._attach(part.parent_schema, parent_name, part.schema, child)
                 continue
             child = self._leaf_index(part, child)
             names[(part.schema, part.name)] = child
-            self._attach(part.parent_schema, parent_name, part.schema, child, part.name)
+            self._attach(part.parent_schema, parent_name, part.schema, child)
             done = sum(1 for leaf in leaves if (leaf.schema, leaf.name) in names)
             self._say(f"partition {done} of {len(leaves)}: {part.schema}.{part.name} attached")
         valid = self._index_of(schema, parent_index)
@@ -293,22 +293,11 @@ class _PartitionedBuild:
         )
         return rows[0] if rows else None
 
-    def _attach(
-        self, parent_schema: str, parent_index: str, schema: str, child: str, table: str
-    ) -> None:
-        # A writer locks the partition before its indexes; ATTACH locks the index first. Taking
-        # the partition's SHARE lock first, in the same short transaction, keeps that order, so
-        # a writer and the attach queue behind each other (bounded by lock_timeout) instead of
-        # deadlocking, where the server would abort one of them, possibly the application's.
-        from django.db import transaction
-
-        with transaction.atomic(using=self.editor.connection.alias):
-            self._execute(f"LOCK TABLE {qualified_name(schema, table)} IN SHARE MODE")
-            self._execute(
-                f"ALTER INDEX {qualified_name(parent_schema, parent_index)} "
-                f"ATTACH PARTITION {qualified_name(schema, child)}"
-            )
-
+    def _attach(self, parent_schema: str, parent_index: str, schema: str, child: str) -> None:
+        self._execute(
+            f"ALTER INDEX {qualified_name(parent_schema, parent_index)} "
+            f"ATTACH PARTITION {qualified_name(schema, child)}"
+        )
 
 def build_partitioned_index(
     schema_editor: Any, model: Any, index: Any, schema: str, *, output: Any = None
