@@ -299,6 +299,7 @@ class _PartitionedBuild:
             f"ATTACH PARTITION {qualified_name(schema, child)}"
         )
 
+
 def build_partitioned_index(
     schema_editor: Any, model: Any, index: Any, schema: str, *, output: Any = None
 ) -> str:
