@@ -37,19 +37,9 @@ SCHEMA_PREFIX = "ti_bench_"
 
 
 def configure() -> None:
-    import django
-    from django.conf import settings
+    from _django import configure as configure_django
 
-    from demo_project.embedded import database_config
-
-    settings.configure(
-        INSTALLED_APPS=["django.contrib.contenttypes", "tenant_indexes"],
-        DATABASES={"default": database_config("tenant_indexes_bench")},
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        USE_TZ=True,
-        SECRET_KEY="bench",
-    )
-    django.setup()
+    configure_django("tenant_indexes_bench", apps=("tenant_indexes.helpdesk",))
 
 
 def schema_names(count: int) -> list[str]:

@@ -37,20 +37,13 @@ INDEX_NAME = "idx_tickets_tenant_status"
 
 
 def configure() -> None:
-    import django
-    from django.conf import settings
+    from _django import configure as configure_django
 
-    from demo_project.embedded import database_config
-
-    settings.configure(
-        INSTALLED_APPS=["django.contrib.contenttypes", "tenant_indexes"],
-        DATABASES={"default": database_config("tenant_indexes_bench_build")},
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        USE_TZ=True,
-        SECRET_KEY="bench",
+    configure_django(
+        "tenant_indexes_bench_build",
+        apps=("tenant_indexes.helpdesk",),
         TENANT_INDEXES={"BUILD_PROGRESS": "off"},
     )
-    django.setup()
 
 
 def load_rows(rows: int, tenants: int) -> None:

@@ -37,20 +37,9 @@ INDEX_NAME = "bench_events_tenant_status"
 
 
 def configure() -> None:
-    import django
-    from django.conf import settings
+    from _django import configure as configure_django
 
-    from demo_project.embedded import database_config
-
-    settings.configure(
-        INSTALLED_APPS=["django.contrib.contenttypes", "tenant_indexes"],
-        DATABASES={"default": database_config("tenant_indexes_bench_parts")},
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        USE_TZ=True,
-        SECRET_KEY="bench",
-        TENANT_INDEXES={"BUILD_PROGRESS": "off"},
-    )
-    django.setup()
+    configure_django("tenant_indexes_bench_parts", TENANT_INDEXES={"BUILD_PROGRESS": "off"})
 
 
 def load_rows(rows: int, partitions: int, tenants: int) -> None:

@@ -40,20 +40,9 @@ APP = "bench_safe"
 
 
 def configure() -> None:
-    import django
-    from django.conf import settings
+    from _django import configure as configure_django
 
-    from demo_project.embedded import database_config
-
-    settings.configure(
-        INSTALLED_APPS=["django.contrib.contenttypes", "tenant_indexes"],
-        DATABASES={"default": database_config("tenant_indexes_bench_safe")},
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        USE_TZ=True,
-        SECRET_KEY="bench",
-        TENANT_INDEXES={"BUILD_PROGRESS": "off"},
-    )
-    django.setup()
+    configure_django("tenant_indexes_bench_safe", TENANT_INDEXES={"BUILD_PROGRESS": "off"})
 
 
 def states() -> list[Any]:
