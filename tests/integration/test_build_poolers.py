@@ -18,7 +18,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import connection
 
@@ -32,6 +31,7 @@ from tests.integration.test_operations_killed import (
     _index_state,
     _migrate,
 )
+from tests.support import dbapi
 from tests.support.pgbouncer import pgbouncer
 
 
@@ -59,11 +59,8 @@ def _run(entry: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _client(entry: dict[str, Any]) -> psycopg.Connection:
-    return psycopg.connect(
-        host=entry["HOST"], port=entry["PORT"], user=entry["USER"], dbname=entry["NAME"],
-        autocommit=True,
-    )  # fmt: skip
+def _client(entry: dict[str, Any]) -> dbapi.Session:
+    return dbapi.connect_like(entry)
 
 
 @pytest.fixture

@@ -12,27 +12,21 @@ from __future__ import annotations
 import os
 import random
 
-import psycopg
 import pytest
 from django.db import connection
 
 from tenant_indexes.helpdesk.models import Tenant
 from tenant_indexes.rls import rls_setting
 from tests.scopingapp.models import Secret
+from tests.support import dbapi
 from tests.support.pgbouncer import pgbouncer
 
 ROLE = f"ti_bouncer_app_{os.getpid()}"
 
 
-def _connect(entry: dict) -> psycopg.Connection:
-    return psycopg.connect(
-        host=entry["HOST"],
-        port=entry["PORT"],
-        user=entry["USER"],
-        dbname=entry["NAME"],
-        autocommit=True,
-        prepare_threshold=None,  # no prepared statements through a transaction pool
-    )
+def _connect(entry: dict) -> dbapi.Session:
+    # dbapi sessions make no prepared statements, which a transaction pool would share.
+    return dbapi.connect_like(entry)
 
 
 @pytest.fixture
@@ -55,9 +49,10 @@ def committed_rows(transactional_db: None):  # type: ignore[no-untyped-def]
             cursor.execute(f"DROP ROLE {ROLE}")
 
 
-def _transaction(client: psycopg.Connection, tenant: object | None) -> tuple[object, ...]:
+def _transaction(client: dbapi.Session, tenant: object | None) -> tuple[object, ...]:
     name = rls_setting()
-    with client.transaction():
+    client.execute("BEGIN")
+    try:
         client.execute(f"SET LOCAL ROLE {ROLE}")
         leftover = client.execute("SELECT current_setting(%s, true)", [name]).fetchone()[0]
         if tenant is not None:
@@ -66,6 +61,8 @@ def _transaction(client: psycopg.Connection, tenant: object | None) -> tuple[obj
             "SELECT count(*), array_agg(DISTINCT tenant_id::text) FROM scopingapp_secret"
         ).fetchone()
         pid = client.execute("SELECT pg_backend_pid()").fetchone()[0]
+    finally:
+        client.execute("COMMIT")
     return leftover, count, tenants, pid
 
 

@@ -67,7 +67,9 @@ def connect(autocommit: bool = True, **params: Any) -> Session:
         params["dbname"] = params.pop("database")
     kwargs = {k: v for k, v in params.items() if k in _PARAMS and v not in (None, "")}
     if _psycopg3 is not None:
-        return Session(_psycopg3.connect(autocommit=autocommit, **kwargs))
+        # No server-side prepared statements (psycopg2 never makes them): a session may run
+        # through PgBouncer's transaction pooling, where they would reach another client.
+        return Session(_psycopg3.connect(autocommit=autocommit, prepare_threshold=None, **kwargs))
     raw = _psycopg2.connect(**kwargs)
     raw.autocommit = autocommit
     return Session(raw)
