@@ -198,8 +198,7 @@ def collect_usage(
                 reports[position],
                 error=f"database {first.server.alias!r}: --explain failed: {first_error_line(e)}",
             )
-    index_stats, table_stats, ages = analyse_usage(snapshots, tenant_columns, thresholds, plans)
-    index_stats = _judged_over_history(index_stats, snapshots, thresholds)
+    index_stats, table_stats, ages = judge_usage(snapshots, tenant_columns, thresholds, plans)
     findings = usage_findings(index_stats, table_stats, ages, tenant_columns, thresholds)
     if snapshots:
         findings.extend(
@@ -219,6 +218,22 @@ def collect_usage(
         stats_min_age=thresholds.stats_min_age,
         snapshots=tuple(snapshots),
     )
+
+
+def judge_usage(
+    snapshots: Sequence[UsageSnapshot],
+    tenant_columns: dict[tuple[str, str], str],
+    thresholds: UsageThresholds,
+    plans: Sequence[TenantQueryPlan] = (),
+) -> tuple[tuple[IndexStats, ...], tuple[TableStats, ...], tuple[StatsAge, ...]]:
+    """The one W001 / W002 judgement of ``tenant_index_stats`` and ``check_tenant_indexes``.
+
+    :func:`~tenant_indexes.usageanalysis.analyse_usage` over the aliases' snapshots, then
+    W001 over the last ``UNUSED_DAYS`` of recorded history where it covers that span on
+    every alias (read from the ``HISTORY_DATABASE`` alias), else the statistics' age.
+    """
+    index_stats, table_stats, ages = analyse_usage(snapshots, tenant_columns, thresholds, plans)
+    return _judged_over_history(index_stats, snapshots, thresholds), table_stats, ages
 
 
 def _judged_over_history(
@@ -325,7 +340,7 @@ def unused_findings(
             return []  # the age is unknown, so nothing may be judged unused
         usages.append(_as_usage_snapshot(snapshot, server))
         columns.update(_tenant_columns(tables, snapshot))
-    index_stats, _, ages = analyse_usage(usages, columns, thresholds)
+    index_stats, _, ages = judge_usage(usages, columns, thresholds)
     return [
         f for f in usage_findings(index_stats, (), ages, columns, thresholds) if f.id == W_UNUSED
     ]
