@@ -41,8 +41,8 @@ from .usageanalysis import (
     UsageThresholds,
     analyse_usage,
     stats_age,
-    usage_findings,
 )
+from .usagefindings import usage_findings
 
 # Stands in for the times a structural (W002-only) judgement does not need.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
