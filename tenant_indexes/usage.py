@@ -247,16 +247,17 @@ def _judged_over_history(
     """
     from django.db import transaction
 
-    from .history import HISTORY_DATABASE, usage_since
+    from .history import history_database, usage_since
     from .usageanalysis import judge_over_history
 
-    if not snapshots or HISTORY_DATABASE not in connections:
+    store = history_database()
+    if not snapshots:
         return index_stats
     days = float(get_config()["UNUSED_DAYS"])
     aliases = [s.server.alias for s in snapshots]
     now = max(s.server.now for s in snapshots)
     try:
-        with transaction.atomic(using=HISTORY_DATABASE):
+        with transaction.atomic(using=store):
             history = usage_since(days, now=now, databases=aliases)
     except DatabaseError:
         return index_stats

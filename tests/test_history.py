@@ -221,3 +221,19 @@ def test_w001__the_check_judges_over_the_same_recorded_history_as_stats() -> Non
         assert message.split("; it costs")[0] == stats[name].split("; it costs")[0]
     assert "idx_audit_logs_tenant_id" in check and INDEX not in check
     assert "in the last 30 days of recorded history" in check["idx_audit_logs_tenant_id"]
+
+
+def test_history_database__not_an_alias_is_e009_and_one_line_exit_2() -> None:
+    from django.core.management.base import CommandError
+    from django.test import override_settings
+
+    from tenant_indexes.checks import check_tenant_index_declarations
+
+    with override_settings(TENANT_INDEXES={"HISTORY_DATABASE": "archive"}):
+        messages = check_tenant_index_declarations()
+        with pytest.raises(CommandError) as info:
+            call_command("tenant_index_stats", "--record", stdout=StringIO())
+    assert [m.id for m in messages] == ["tenant_indexes.E009"]
+    assert "HISTORY_DATABASE" in messages[0].msg and "must be an alias" in messages[0].msg
+    assert info.value.returncode == 2 and "\n" not in str(info.value)
+    assert "must be an alias of settings.DATABASES" in str(info.value)
