@@ -325,7 +325,9 @@ def unused_findings(
 ) -> list[Finding]:
     """W001 for check_tenant_indexes, judged over every checked alias at once.
 
-    Costs two statements per alias (the statistics' age). Returns nothing unless
+    Judged by :func:`judge_usage`, as ``tenant_index_stats`` judges it: over recorded
+    history where it covers ``UNUSED_DAYS`` on every alias. Costs two statements per alias
+    (the statistics' age) and two queries on ``HISTORY_DATABASE``. Returns nothing unless
     ``TENANT_INDEXES["CHECK_INCLUDES_USAGE"]`` is true or when an alias cannot tell its age.
     """
     config = get_config()

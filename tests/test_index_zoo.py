@@ -346,3 +346,28 @@ def test_zoo__stats_shows_the_invalid_duplicate_and_the_constraint_indexes_as_th
     assert constraint["redundant_to"] is None
     exclusion = by_key[schema_of["exclusion_constraint_covers_its_prefix"], "ex"]
     assert exclusion["constraint"] == "ex" and exclusion["redundant_to"] is None
+
+
+def test_zoo_harness__reports_false_positives_and_negatives_of_each_kind() -> None:
+    """The harness itself: a document that disagrees with a case is reported, each way."""
+    case = Case("c", (), w002=_w002(a="b"), e050=True)
+
+    def doc(*findings: tuple[str, str | None, str]) -> dict[str, Any]:
+        return {
+            "findings": [
+                {"id": f"tenant_indexes.{i}", "schema": "s", "index": ix, "message": m}
+                for i, ix, m in findings
+            ]
+        }
+
+    agreeing = doc(
+        ("W002", "a", "index a (x) on s.zoo is redundant: b (x, y) has"), ("E050", None, "")
+    )
+    assert _mismatches("cmd", agreeing, {"s": case}) == []
+    wrong = doc(("W002", "b", "index b (x) on s.zoo is redundant: a (x) has"), ("E004", None, ""))
+    assert _mismatches("cmd", wrong, {"s": case}) == [
+        "cmd s (c): false positive W002 on b (covered by a)",
+        "cmd s (c): false negative, no W002 on a",
+        "cmd s (c): false positive E004",
+        "cmd s (c): false negative E050",
+    ]
