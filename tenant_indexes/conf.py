@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     # W001 over recorded history (tenant_index_stats --record): an index with no scans in the
     # last this many days of snapshots on every alias is unused, whatever the statistics' age.
     "UNUSED_DAYS": 30,
+    # The alias that stores the recorded snapshots (tenant_index_stats --record): where the
+    # core app's migration ran, and never a standby. The counters are read from each alias.
+    "HISTORY_DATABASE": "default",
     # Seq-scan-heavy (W010): only tables with at least this many live rows ...
     "SEQ_SCAN_MIN_ROWS": 10_000,
     # ... at least this many sequential scans ...
@@ -206,6 +209,8 @@ def _range_problem(key: str, value: Any) -> str | None:
     if key in _NAME_LISTS and value is not None:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
             return "must be a list of names"
+    if key == "HISTORY_DATABASE" and value not in settings.DATABASES:
+        return "must be an alias of settings.DATABASES (" + ", ".join(settings.DATABASES) + ")"
     if key == "HEALTH_CACHE_ALIAS" and value is not None and not isinstance(value, str):
         return "must be a cache alias or None"
     if key == "HEALTH_TOKEN" and value is not None:

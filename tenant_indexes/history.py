@@ -3,7 +3,8 @@
 ``tenant_index_stats --record`` stores, per alias and index, the counters that
 :func:`tenant_indexes.statistics.usage_snapshot` read, with the server's ``stats_reset``,
 its start and whether it is a standby (:class:`tenant_indexes.models.IndexUsageSnapshot`,
-on the ``default`` alias, whichever aliases were read). ``--since DAYS`` turns the
+on the ``TENANT_INDEXES["HISTORY_DATABASE"]`` alias, default ``default``, whichever aliases
+were read). ``--since DAYS`` turns the
 records into what happened over those days: scans per index summed over every alias (a
 primary and its replicas count their own scans), and size growth per day.
 
@@ -78,8 +79,16 @@ class IndexHistory:
         }
 
 
-#: The alias the snapshots are stored on: where the core app's migration ran.
+#: The default of ``TENANT_INDEXES["HISTORY_DATABASE"]``: the alias the snapshots are
+#: stored on, where the core app's migration ran.
 HISTORY_DATABASE = "default"
+
+
+def history_database() -> str:
+    """The alias the snapshots are stored on and read from (``HISTORY_DATABASE``)."""
+    from .conf import get_config
+
+    return str(get_config()["HISTORY_DATABASE"])
 
 
 def record_usage(snapshots: Sequence[UsageSnapshot], *, using: str | None = None) -> int:
@@ -108,7 +117,7 @@ def record_usage(snapshots: Sequence[UsageSnapshot], *, using: str | None = None
         for snapshot in snapshots
         for ix in snapshot.indexes
     ]
-    IndexUsageSnapshot.objects.using(using or HISTORY_DATABASE).bulk_create(rows)
+    IndexUsageSnapshot.objects.using(using or history_database()).bulk_create(rows)
     return len(rows)
 
 
@@ -205,7 +214,7 @@ def usage_since(
 
     from .models import IndexUsageSnapshot
 
-    store = IndexUsageSnapshot.objects.using(using or HISTORY_DATABASE)
+    store = IndexUsageSnapshot.objects.using(using or history_database())
     if databases:
         store = store.filter(database__in=list(databases))
     start = now - timedelta(days=days)

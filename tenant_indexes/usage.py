@@ -41,8 +41,8 @@ from .usageanalysis import (
     UsageThresholds,
     analyse_usage,
     stats_age,
-    usage_findings,
 )
+from .usagefindings import usage_findings
 
 # Stands in for the times a structural (W002-only) judgement does not need.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -198,8 +198,7 @@ def collect_usage(
                 reports[position],
                 error=f"database {first.server.alias!r}: --explain failed: {first_error_line(e)}",
             )
-    index_stats, table_stats, ages = analyse_usage(snapshots, tenant_columns, thresholds, plans)
-    index_stats = _judged_over_history(index_stats, snapshots, thresholds)
+    index_stats, table_stats, ages = judge_usage(snapshots, tenant_columns, thresholds, plans)
     findings = usage_findings(index_stats, table_stats, ages, tenant_columns, thresholds)
     if snapshots:
         findings.extend(
@@ -221,6 +220,22 @@ def collect_usage(
     )
 
 
+def judge_usage(
+    snapshots: Sequence[UsageSnapshot],
+    tenant_columns: dict[tuple[str, str], str],
+    thresholds: UsageThresholds,
+    plans: Sequence[TenantQueryPlan] = (),
+) -> tuple[tuple[IndexStats, ...], tuple[TableStats, ...], tuple[StatsAge, ...]]:
+    """The one W001 / W002 judgement of ``tenant_index_stats`` and ``check_tenant_indexes``.
+
+    :func:`~tenant_indexes.usageanalysis.analyse_usage` over the aliases' snapshots, then
+    W001 over the last ``UNUSED_DAYS`` of recorded history where it covers that span on
+    every alias (read from the ``HISTORY_DATABASE`` alias), else the statistics' age.
+    """
+    index_stats, table_stats, ages = analyse_usage(snapshots, tenant_columns, thresholds, plans)
+    return _judged_over_history(index_stats, snapshots, thresholds), table_stats, ages
+
+
 def _judged_over_history(
     index_stats: tuple[IndexStats, ...],
     snapshots: Sequence[UsageSnapshot],
@@ -232,16 +247,17 @@ def _judged_over_history(
     """
     from django.db import transaction
 
-    from .history import HISTORY_DATABASE, usage_since
+    from .history import history_database, usage_since
     from .usageanalysis import judge_over_history
 
-    if not snapshots or HISTORY_DATABASE not in connections:
+    store = history_database()
+    if not snapshots:
         return index_stats
     days = float(get_config()["UNUSED_DAYS"])
     aliases = [s.server.alias for s in snapshots]
     now = max(s.server.now for s in snapshots)
     try:
-        with transaction.atomic(using=HISTORY_DATABASE):
+        with transaction.atomic(using=store):
             history = usage_since(days, now=now, databases=aliases)
     except DatabaseError:
         return index_stats
@@ -309,7 +325,9 @@ def unused_findings(
 ) -> list[Finding]:
     """W001 for check_tenant_indexes, judged over every checked alias at once.
 
-    Costs two statements per alias (the statistics' age). Returns nothing unless
+    Judged by :func:`judge_usage`, as ``tenant_index_stats`` judges it: over recorded
+    history where it covers ``UNUSED_DAYS`` on every alias. Costs two statements per alias
+    (the statistics' age) and two queries on ``HISTORY_DATABASE``. Returns nothing unless
     ``TENANT_INDEXES["CHECK_INCLUDES_USAGE"]`` is true or when an alias cannot tell its age.
     """
     config = get_config()
@@ -325,7 +343,7 @@ def unused_findings(
             return []  # the age is unknown, so nothing may be judged unused
         usages.append(_as_usage_snapshot(snapshot, server))
         columns.update(_tenant_columns(tables, snapshot))
-    index_stats, _, ages = analyse_usage(usages, columns, thresholds)
+    index_stats, _, ages = judge_usage(usages, columns, thresholds)
     return [
         f for f in usage_findings(index_stats, (), ages, columns, thresholds) if f.id == W_UNUSED
     ]

@@ -175,3 +175,65 @@ def test_w001__judged_over_recorded_history_when_it_covers_unused_days() -> None
     with override_settings(TENANT_INDEXES={"UNUSED_DAYS": 60}):
         verdicts = {ix["name"]: ix["unused"] for ix in _stats()["indexes"]}
     assert verdicts["idx_audit_logs_tenant_id"] == "statistics too young to judge"
+
+
+def _check_w001() -> dict[str, str]:
+    from django.core.management.base import CommandError
+
+    out = StringIO()
+    try:
+        call_command(
+            "check_tenant_indexes", "--database", "default", "--format", "json",
+            "tenant_indexes_helpdesk", stdout=out,
+        )  # fmt: skip
+    except CommandError as e:
+        assert e.returncode == 1, str(e)
+    doc = json.loads(out.getvalue())
+    return {f["index"]: f["message"] for f in doc["findings"] if f["id"] == "tenant_indexes.W001"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_w001__the_check_judges_over_the_same_recorded_history_as_stats() -> None:
+    """CHECK_INCLUDES_USAGE: the check's W001 is stats' W001, with history and without."""
+    from datetime import timedelta
+
+    from django.test import override_settings
+
+    tenant = Tenant.objects.create(name="Acme", slug="acme")
+    User.objects.create(tenant=tenant, email="a@example.com")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_reset()")
+    with override_settings(TENANT_INDEXES={"CHECK_INCLUDES_USAGE": True}):
+        # No history, young statistics: neither judges anything unused.
+        assert _check_w001() == {}
+        _stats("--record")
+        IndexUsageSnapshot.objects.update(recorded_at=F("recorded_at") - timedelta(days=40))
+        _tenant_scans(tenant, 2)
+        _stats("--record")
+        stats = {
+            f["index"]: f["message"]
+            for f in _stats()["findings"]
+            if f["id"] == "tenant_indexes.W001"
+        }
+        check = _check_w001()
+    assert set(check) == set(stats)  # the messages differ only in the size each read
+    for name, message in check.items():
+        assert message.split("; it costs")[0] == stats[name].split("; it costs")[0]
+    assert "idx_audit_logs_tenant_id" in check and INDEX not in check
+    assert "in the last 30 days of recorded history" in check["idx_audit_logs_tenant_id"]
+
+
+def test_history_database__not_an_alias_is_e009_and_one_line_exit_2() -> None:
+    from django.core.management.base import CommandError
+    from django.test import override_settings
+
+    from tenant_indexes.checks import check_tenant_index_declarations
+
+    with override_settings(TENANT_INDEXES={"HISTORY_DATABASE": "archive"}):
+        messages = check_tenant_index_declarations()
+        with pytest.raises(CommandError) as info:
+            call_command("tenant_index_stats", "--record", stdout=StringIO())
+    assert [m.id for m in messages] == ["tenant_indexes.E009"]
+    assert "HISTORY_DATABASE" in messages[0].msg and "must be an alias" in messages[0].msg
+    assert info.value.returncode == 2 and "\n" not in str(info.value)
+    assert "must be an alias of settings.DATABASES" in str(info.value)

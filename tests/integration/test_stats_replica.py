@@ -187,3 +187,78 @@ def test_history__a_replicas_snapshots_are_summed_with_the_primarys(
     users = next(h for h in history if h.name == "idx_users_tenant_id")
     assert users.per_alias == {PRIMARY: 1, REPLICA: 2}
     assert users.idx_scan == 3
+
+
+def _stats_on(*args: str, config: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
+    out = StringIO()
+    code, message = 0, ""
+    with override_settings(TENANT_INDEXES=config):
+        try:
+            call_command(
+                "tenant_index_stats", "tenant_indexes_helpdesk", "--format", "json", *args,
+                stdout=out,
+            )  # fmt: skip
+        except CommandError as e:
+            code, message = e.returncode, str(e)
+    return code, (json.loads(out.getvalue()) if out.getvalue() else {}), message
+
+
+def test_history__recorded_per_alias_read_and_stored_on_history_database(
+    replica: ReplicaPair, django_db_blocker: Any
+) -> None:
+    """--record reads the counters of each alias and writes every row on HISTORY_DATABASE;
+    W001 then judges the recorded span on every alias, in stats and in the check alike."""
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    from tenant_indexes.models import IndexUsageSnapshot
+
+    stored = {"HISTORY_DATABASE": PRIMARY}
+    with django_db_blocker.unblock():
+        on_primary = IndexUsageSnapshot.objects.using(PRIMARY)
+        on_primary.all().delete()
+
+        code, _, _ = _stats_on("--record", "--database", REPLICA, config=stored)
+        assert code == 0
+        assert set(on_primary.values_list("database", "in_recovery")) == {(REPLICA, True)}
+
+        # No --database: every alias with tenant tables, the replica included. (This
+        # module's "default" has no test database: it is reported unreadable, exit 2, and
+        # the aliases that could be read are recorded all the same.)
+        on_primary.all().delete()
+        _, every, _ = _stats_on("--record", config=stored)
+        recorded = set(on_primary.values_list("database", flat=True))
+        assert {PRIMARY, REPLICA} <= recorded <= {d["alias"] for d in every["databases"]}
+        assert {"default", PRIMARY, REPLICA} <= {d["alias"] for d in every["databases"]}
+
+        # 40 days of history on both aliases; the replica scans idx_users_tenant_id.
+        on_primary.all().delete()
+        both = ("--database", PRIMARY, "--database", REPLICA)
+        _stats_on("--record", *both, config=stored)
+        on_primary.update(recorded_at=F("recorded_at") - timedelta(days=40))
+        _scan_users_on(REPLICA)
+        _stats_on("--record", *both, config=stored)
+        code, doc, _ = _stats_on(*both, config=stored)
+        out = StringIO()
+        with override_settings(TENANT_INDEXES={**stored, "CHECK_INCLUDES_USAGE": True}):
+            try:
+                call_command(
+                    "check_tenant_indexes", "tenant_indexes_helpdesk", *both, "--format", "json",
+                    stdout=out,
+                )  # fmt: skip
+            except CommandError as e:
+                assert e.returncode == 1, str(e)
+        check = json.loads(out.getvalue())
+        # A replica cannot store the history: one line, exit 2.
+        code_ro, _, message = _stats_on("--record", *both, config={"HISTORY_DATABASE": REPLICA})
+        on_primary.all().delete()
+    verdicts = {ix["name"]: ix for ix in doc["indexes"]}
+    assert verdicts["idx_users_tenant_id"]["unused"] == "used"
+    assert verdicts["idx_files_tenant_id"]["unused"] == "unused"
+    assert verdicts["idx_files_tenant_id"]["unused_judged_over_history_days"] == 30
+    unused = {f["index"] for f in doc["findings"] if f["id"] == "tenant_indexes.W001"}
+    assert "idx_files_tenant_id" in unused and "idx_users_tenant_id" not in unused
+    assert {f["index"] for f in check["findings"] if f["id"] == "tenant_indexes.W001"} == unused
+    assert code_ro == 2 and "\n" not in message
+    assert f"usage history on '{REPLICA}'" in message and "read-only" in message

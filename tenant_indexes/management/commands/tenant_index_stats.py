@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.db import DatabaseError
 
-from tenant_indexes.history import record_usage
+from tenant_indexes.history import history_database, record_usage
 from tenant_indexes.reads import first_error_line
 from tenant_indexes.render import render_usage_json, render_usage_prometheus, render_usage_text
 from tenant_indexes.usage import SORT_KEYS, UsageReport, collect_usage, with_history
@@ -43,7 +43,8 @@ class Command(ReportCommand):
         parser.add_argument(
             "--record",
             action="store_true",
-            help="Store a usage snapshot per alias and index (run it from cron or Celery beat).",
+            help="Store a usage snapshot per alias read and index, on the HISTORY_DATABASE "
+            "alias (run it from cron or Celery beat).",
         )
         parser.add_argument(
             "--since",
@@ -62,8 +63,11 @@ class Command(ReportCommand):
             if options["since"] is not None:
                 report = with_history(report, options["since"])
         except DatabaseError as e:
+            store = history_database()
             raise CommandError(
-                f"usage history: {first_error_line(e)} (run manage.py migrate tenant_indexes)",
+                f"usage history on {store!r} (TENANT_INDEXES['HISTORY_DATABASE']): "
+                f"{first_error_line(e)} (run manage.py migrate tenant_indexes --database {store}, "
+                "on a primary)",
                 returncode=2,
             ) from e
         return report
