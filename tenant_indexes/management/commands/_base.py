@@ -5,8 +5,11 @@ The leading underscore keeps Django from offering this module as a command.
 
 from __future__ import annotations
 
+import contextlib
+import select
 import signal
 import sys
+from collections.abc import Iterator
 from typing import Any, TypedDict
 
 from django.core.management.base import BaseCommand, CommandError
@@ -85,6 +88,57 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
+def _psycopg2_wait(conn: Any) -> None:
+    """psycopg2's wait callback: a signal cancels the running statement, then re-raises.
+
+    Without a wait callback psycopg2 blocks in libpq, where Python cannot run a signal
+    handler, so SIGINT or SIGTERM would wait for the statement (a build waiting for a
+    writer: for ever). Here the wait is a ``select()`` loop: on ``KeyboardInterrupt`` (and
+    :class:`Terminated`) the statement is cancelled on the server, its error is read so the
+    connection stays usable for the clean-up, and the interrupt goes on.
+    """
+    import psycopg2.extensions as ext  # type: ignore[import-untyped]
+
+    interrupt: KeyboardInterrupt | None = None
+    while True:
+        try:
+            state = conn.poll()
+        except Exception:
+            if interrupt is not None:
+                raise interrupt from None
+            raise
+        try:
+            if state == ext.POLL_OK:
+                if interrupt is not None:
+                    raise interrupt
+                return
+            if state == ext.POLL_READ:
+                select.select([conn.fileno()], [], [])
+            elif state == ext.POLL_WRITE:
+                select.select([], [conn.fileno()], [])
+        except KeyboardInterrupt as error:
+            if interrupt is not None:
+                raise
+            interrupt = error
+            conn.cancel()
+
+
+@contextlib.contextmanager
+def interruptible_statements() -> Iterator[None]:
+    """Let SIGINT/SIGTERM cancel a running statement on psycopg2, as psycopg 3 does."""
+    try:
+        import psycopg2.extensions as ext  # type: ignore[import-untyped, unused-ignore]
+    except ImportError:  # psycopg 3 only: it cancels on KeyboardInterrupt itself
+        yield
+        return
+    previous = ext.get_wait_callback()
+    ext.set_wait_callback(_psycopg2_wait)
+    try:
+        yield
+    finally:
+        ext.set_wait_callback(previous)
+
+
 class SignalExitMixin:
     """SIGINT exits 130 and SIGTERM 143, a database error outside a build exits 2, each
     with one line on stderr and no traceback.
@@ -101,7 +155,8 @@ class SignalExitMixin:
         except ValueError:  # not the main thread: leave signals alone
             previous = None
         try:
-            return super().execute(*args, **options)  # type: ignore[misc]
+            with interruptible_statements():
+                return super().execute(*args, **options)  # type: ignore[misc]
         except KeyboardInterrupt as interrupt:
             terminated = isinstance(interrupt, Terminated)
             name, code = ("SIGTERM", EXIT_SIGTERM) if terminated else ("SIGINT", EXIT_SIGINT)
