@@ -36,11 +36,13 @@ from .compare import index_reports
 from .conf import get_config
 from .exceptions import CatalogUnavailable
 from .findings import Finding, IndexState, Level
+from .repair import action_for
 from .reports import IndexReport, overall_status
 from .statistics import ServerStats, UsageSnapshot, server_stats
 from .targeting import resolve_databases, tenant_tables_for
-from .usage import _tenant_columns
+from .usage import tenant_columns
 from .usageanalysis import IndexStats, StatsAge, UsageThresholds, analyse_usage, stats_age
+from .views import bounded_connections, probe_config
 
 URL_NAME = "tenant_indexes_dashboard"
 TEMPLATE = "tenant_indexes/dashboard.html"
@@ -133,10 +135,8 @@ def _repair(report: IndexReport) -> tuple[str, str]:
     if report.status is IndexState.OK:
         return "", ""
     # The repair command's planner, so the page and --dry-run can never disagree.
-    from .repair import _action_for
-
     try:
-        action = _action_for(report)
+        action = action_for(report)
     except Exception as e:  # a page must render even when one plan cannot be made
         return "", f"no repair SQL: {e}"
     if action.statements:
@@ -161,7 +161,7 @@ def _database(alias: str, app_labels: Sequence[str] | None) -> DashboardDatabase
     age: StatsAge | None = None if server is None else stats_age(server)
     stats_by_name: dict[tuple[str, str], IndexStats] = {}
     if server is not None:
-        columns = _tenant_columns(tables, snapshot)
+        columns = tenant_columns(tables, snapshot)
         thresholds = UsageThresholds.from_config(get_config())
         by_table: dict[tuple[str, str], list[CatalogIndex]] = {}
         for ix in snapshot.indexes:
@@ -229,14 +229,12 @@ def collect_dashboard(
 
 def bounded_dashboard() -> Dashboard:
     """:func:`collect_dashboard` on bounded connections, waited for at most ``HEALTH_TIMEOUT``."""
-    from .views import _bounded_connections, _probe_config
-
-    config = _probe_config()
+    config = probe_config()
     outcome: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            with _bounded_connections(config):
+            with bounded_connections(config):
                 outcome["dashboard"] = collect_dashboard(
                     config["HEALTH_DATABASES"], config["HEALTH_APP_LABELS"]
                 )
