@@ -17,6 +17,7 @@ timeouts) and the request waits at most ``HEALTH_TIMEOUT`` seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Sequence
@@ -28,10 +29,12 @@ from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 
 from . import health
 from .buildcontrol import build_progress
-from .catalog import CatalogIndex, CatalogSnapshot
+from .catalog import CatalogSnapshot
+from .charts import IndexCharts, charts_for
 from .compare import index_reports
 from .conf import get_config
 from .exceptions import CatalogUnavailable
@@ -41,11 +44,31 @@ from .reports import IndexReport, overall_status
 from .statistics import ServerStats, UsageSnapshot, server_stats
 from .targeting import resolve_databases, tenant_tables_for
 from .usage import tenant_columns
-from .usageanalysis import IndexStats, StatsAge, UsageThresholds, analyse_usage, stats_age
+from .usageanalysis import (
+    IndexStats,
+    StatsAge,
+    UnusedVerdict,
+    UsageThresholds,
+    analyse_usage,
+    stats_age,
+)
 from .views import bounded_connections, probe_config
 
 URL_NAME = "tenant_indexes_dashboard"
 TEMPLATE = "tenant_indexes/dashboard.html"
+
+#: A database with more declared indexes (or tenant tables) than this shows, unless asked for
+#: all (``?all=1``), only the indexes that need attention and the tables scanned sequentially
+#: the most: see "Many tables" in docs/dashboard.md.
+COLLAPSE_ABOVE = 100
+#: Tenant tables shown when the table list is collapsed: the most sequential scans first.
+TABLES_WHEN_COLLAPSED = 25
+
+
+#: Unused verdicts that need no attention on their own.
+_QUIET_VERDICTS = frozenset(
+    {UnusedVerdict.USED, UnusedVerdict.TOO_YOUNG, UnusedVerdict.ENFORCES_CONSTRAINT}
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +81,20 @@ class DashboardIndex:
     percent: float | None = None
     repair_sql: str = ""
     repair_note: str = ""
+    charts: IndexCharts | None = None
+
+    @property
+    def needs_attention(self) -> bool:
+        """Not ok, being built, unused, or redundant (and not acknowledged as kept): always
+        shown, even when collapsed."""
+        if self.report.status is not IndexState.OK or self.phase is not None:
+            return True
+        stats = self.stats
+        if stats is None:
+            return False
+        if stats.redundant_to is not None and not stats.redundancy_acknowledged:
+            return True
+        return stats.unused not in _QUIET_VERDICTS
 
     @property
     def state(self) -> str:
@@ -117,6 +154,8 @@ class DashboardDatabase:
     findings: tuple[Finding, ...] = ()
     indexes: tuple[DashboardIndex, ...] = ()
     tables: tuple[DashboardTable, ...] = ()
+    hidden_indexes: int = 0
+    hidden_tables: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,7 +183,9 @@ def _repair(report: IndexReport) -> tuple[str, str]:
     return "", action.reason or ""
 
 
-def _database(alias: str, app_labels: Sequence[str] | None) -> DashboardDatabase:
+def _database(
+    alias: str, app_labels: Sequence[str] | None, show_all: bool, history: bool
+) -> DashboardDatabase:
     tables = tenant_tables_for(alias, app_labels)
     try:
         snapshot: CatalogSnapshot = health.snapshot_for(alias, tables)
@@ -163,16 +204,10 @@ def _database(alias: str, app_labels: Sequence[str] | None) -> DashboardDatabase
     if server is not None:
         columns = tenant_columns(tables, snapshot)
         thresholds = UsageThresholds.from_config(get_config())
-        by_table: dict[tuple[str, str], list[CatalogIndex]] = {}
-        for ix in snapshot.indexes:
-            by_table.setdefault((ix.schema, ix.table), []).append(ix)
-        # Table by table: redundancy compares the indexes of one table with each other, and
-        # over every table at once that comparison is quadratic (and index names repeat
-        # across schemas).
-        for group in by_table.values():
-            usage = UsageSnapshot(server=server, indexes=tuple(group), tables=())
-            index_stats, _, _ = analyse_usage([usage], columns, thresholds)
-            stats_by_name.update({(s.index.schema, s.index.name): s for s in index_stats})
+        # One call: the analysis compares indexes schema by schema, never all at once.
+        usage = UsageSnapshot(server=server, indexes=snapshot.indexes, tables=())
+        index_stats, _, _ = analyse_usage([usage], columns, thresholds)
+        stats_by_name = {(s.index.schema, s.index.name): s for s in index_stats}
     indexes = []
     for report in index_reports(tables, snapshot):
         live = report.live
@@ -184,7 +219,24 @@ def _database(alias: str, app_labels: Sequence[str] | None) -> DashboardDatabase
                 phase, percent = sample.phase, sample.percent
         sql, note = _repair(report)
         indexes.append(DashboardIndex(report, stats, phase, percent, sql, note))
-    live_tables = tuple(
+    hidden_indexes = hidden_tables = 0
+    if not show_all and len(indexes) > COLLAPSE_ABOVE:
+        shown = [ix for ix in indexes if ix.needs_attention]
+        hidden_indexes = len(indexes) - len(shown)
+        indexes = shown
+    if history:
+        keys = {(ix.report.live.schema, ix.report.live.name) for ix in indexes if ix.report.live}
+        charts = charts_for(alias, None if show_all else keys, now=timezone.now())
+        if charts:
+            indexes = [
+                dataclasses.replace(
+                    ix, charts=charts.get((ix.report.live.schema, ix.report.live.name))
+                )
+                if ix.report.live
+                else ix
+                for ix in indexes
+            ]
+    live_tables = [
         DashboardTable(
             schema=t.schema,
             table=t.name,
@@ -194,7 +246,12 @@ def _database(alias: str, app_labels: Sequence[str] | None) -> DashboardDatabase
             idx_scan=t.idx_scan,
         )
         for t in sorted(snapshot.tables, key=lambda t: (t.schema, t.name))
-    )
+    ]
+    if not show_all and len(live_tables) > COLLAPSE_ABOVE:
+        busiest = sorted(live_tables, key=lambda t: -(t.seq_scan or 0))[:TABLES_WHEN_COLLAPSED]
+        shown_tables = [t for t in busiest if t.seq_scan]
+        hidden_tables = len(live_tables) - len(shown_tables)
+        live_tables = shown_tables
     return DashboardDatabase(
         alias=alias,
         status=overall_status([], findings),
@@ -203,21 +260,35 @@ def _database(alias: str, app_labels: Sequence[str] | None) -> DashboardDatabase
         stats_reset=None if server is None else server.stats_reset,
         findings=tuple(findings),
         indexes=tuple(indexes),
-        tables=live_tables,
+        tables=tuple(live_tables),
+        hidden_indexes=hidden_indexes,
+        hidden_tables=hidden_tables,
     )
 
 
 def collect_dashboard(
-    databases: Sequence[str] | None = None, app_labels: Sequence[str] | None = None
+    databases: Sequence[str] | None = None,
+    app_labels: Sequence[str] | None = None,
+    *,
+    show_all: bool = True,
+    history: bool = True,
 ) -> Dashboard:
     """Read what the dashboard shows, on the current thread's connections.
+
+    ``show_all=False`` collapses a database of more than :data:`COLLAPSE_ABOVE` indexes or
+    tables to what needs attention (the counts of the rest are in ``hidden_indexes`` and
+    ``hidden_tables``). ``history`` adds the charts of recorded usage history (one more
+    query per database, on the history alias).
 
     Raises:
         UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
         UnknownAppLabel: an app label is not installed.
     """
     started = time.perf_counter()
-    reports = [_database(alias, app_labels) for alias in resolve_databases(databases, app_labels)]
+    reports = [
+        _database(alias, app_labels, show_all, history)
+        for alias in resolve_databases(databases, app_labels)
+    ]
     if any(d.error for d in reports):
         status = "unknown"
     else:
@@ -227,7 +298,7 @@ def collect_dashboard(
     )
 
 
-def bounded_dashboard() -> Dashboard:
+def bounded_dashboard(*, show_all: bool = True) -> Dashboard:
     """:func:`collect_dashboard` on bounded connections, waited for at most ``HEALTH_TIMEOUT``."""
     config = probe_config()
     outcome: dict[str, Any] = {}
@@ -236,7 +307,7 @@ def bounded_dashboard() -> Dashboard:
         try:
             with bounded_connections(config):
                 outcome["dashboard"] = collect_dashboard(
-                    config["HEALTH_DATABASES"], config["HEALTH_APP_LABELS"]
+                    config["HEALTH_DATABASES"], config["HEALTH_APP_LABELS"], show_all=show_all
                 )
         except Exception as e:  # shown on the page, never a 500
             outcome["error"] = f"{type(e).__name__}: {e}"
@@ -260,12 +331,14 @@ def bounded_dashboard() -> Dashboard:
 
 def dashboard_view(request: HttpRequest, site: Any) -> HttpResponse:
     """The page (wrapped in ``site.admin_view`` by :func:`register`)."""
-    dashboard = bounded_dashboard()
+    show_all = request.GET.get("all") == "1"
+    dashboard = bounded_dashboard(show_all=show_all)
     context = {
         **site.each_context(request),
         "title": "Tenant indexes",
         "dashboard": dashboard,
         "levels": Level,
+        "show_all": show_all,
     }
     return TemplateResponse(request, TEMPLATE, context)
 
