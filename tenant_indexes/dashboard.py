@@ -30,8 +30,9 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
+from django.utils.safestring import SafeString
 
-from . import health
+from . import dashboardrows, health
 from .buildcontrol import build_progress
 from .catalog import CatalogSnapshot
 from .charts import IndexCharts, charts_for
@@ -156,6 +157,16 @@ class DashboardDatabase:
     tables: tuple[DashboardTable, ...] = ()
     hidden_indexes: int = 0
     hidden_tables: int = 0
+
+    @property
+    def index_rows(self) -> SafeString:
+        """The index table's rows as HTML (see :mod:`tenant_indexes.dashboardrows`)."""
+        return dashboardrows.index_rows(self.indexes)
+
+    @property
+    def table_rows(self) -> SafeString:
+        """The tenant-table table's rows as HTML."""
+        return dashboardrows.table_rows(self.tables)
 
 
 @dataclass(frozen=True)
