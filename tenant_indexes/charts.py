@@ -12,9 +12,11 @@ through :func:`tenant_indexes.history.usage_series`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.db import DatabaseError
 from django.template.defaultfilters import filesizeformat
@@ -22,6 +24,9 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from .history import UsagePoint, usage_series
+
+if TYPE_CHECKING:
+    from .dashboard import DashboardIndex
 
 #: How far back the dashboard's charts reach.
 HISTORY_DAYS = 30
@@ -142,4 +147,30 @@ def charts_for(
     return result
 
 
-__all__ = ["HISTORY_DAYS", "IndexCharts", "charts_for", "index_charts", "sparkline"]
+def with_charts(
+    database: str, indexes: Sequence[DashboardIndex], *, read_all: bool, now: datetime
+) -> list[DashboardIndex]:
+    """``indexes`` with their charts, where ``database`` has recorded history for them.
+
+    ``read_all`` reads every index's records in one query, rather than naming these.
+    """
+    keys = {(ix.report.live.schema, ix.report.live.name) for ix in indexes if ix.report.live}
+    charts = charts_for(database, None if read_all else keys, now=now)
+    if not charts:
+        return list(indexes)
+    return [
+        dataclasses.replace(ix, charts=charts.get((ix.report.live.schema, ix.report.live.name)))
+        if ix.report.live is not None
+        else ix
+        for ix in indexes
+    ]
+
+
+__all__ = [
+    "HISTORY_DAYS",
+    "IndexCharts",
+    "charts_for",
+    "index_charts",
+    "sparkline",
+    "with_charts",
+]

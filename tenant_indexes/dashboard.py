@@ -17,7 +17,6 @@ timeouts) and the request waits at most ``HEALTH_TIMEOUT`` seconds.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Sequence
@@ -28,14 +27,14 @@ from typing import Any
 from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from . import dashboardrows, health
 from .buildcontrol import build_progress
 from .catalog import CatalogSnapshot
-from .charts import IndexCharts, charts_for
+from .charts import IndexCharts, with_charts
 from .compare import index_reports
 from .conf import get_config
 from .exceptions import CatalogUnavailable
@@ -56,14 +55,9 @@ from .usageanalysis import (
 from .views import bounded_connections, probe_config
 
 URL_NAME = "tenant_indexes_dashboard"
+APP_LABEL = "tenant_indexes"
+APP_NAME = "Tenant indexes"
 TEMPLATE = "tenant_indexes/dashboard.html"
-
-#: A database with more declared indexes (or tenant tables) than this shows, unless asked for
-#: all (``?all=1``), only the indexes that need attention and the tables scanned sequentially
-#: the most: see "Many tables" in docs/dashboard.md.
-COLLAPSE_ABOVE = 100
-#: Tenant tables shown when the table list is collapsed: the most sequential scans first.
-TABLES_WHEN_COLLAPSED = 25
 
 
 #: Unused verdicts that need no attention on their own.
@@ -230,23 +224,9 @@ def _database(
                 phase, percent = sample.phase, sample.percent
         sql, note = _repair(report)
         indexes.append(DashboardIndex(report, stats, phase, percent, sql, note))
-    hidden_indexes = hidden_tables = 0
-    if not show_all and len(indexes) > COLLAPSE_ABOVE:
-        shown = [ix for ix in indexes if ix.needs_attention]
-        hidden_indexes = len(indexes) - len(shown)
-        indexes = shown
+    indexes, hidden_indexes = dashboardrows.shown_indexes(indexes, show_all)
     if history:
-        keys = {(ix.report.live.schema, ix.report.live.name) for ix in indexes if ix.report.live}
-        charts = charts_for(alias, None if show_all else keys, now=timezone.now())
-        if charts:
-            indexes = [
-                dataclasses.replace(
-                    ix, charts=charts.get((ix.report.live.schema, ix.report.live.name))
-                )
-                if ix.report.live
-                else ix
-                for ix in indexes
-            ]
+        indexes = with_charts(alias, indexes, read_all=show_all, now=timezone.now())
     live_tables = [
         DashboardTable(
             schema=t.schema,
@@ -258,11 +238,7 @@ def _database(
         )
         for t in sorted(snapshot.tables, key=lambda t: (t.schema, t.name))
     ]
-    if not show_all and len(live_tables) > COLLAPSE_ABOVE:
-        busiest = sorted(live_tables, key=lambda t: -(t.seq_scan or 0))[:TABLES_WHEN_COLLAPSED]
-        shown_tables = [t for t in busiest if t.seq_scan]
-        hidden_tables = len(live_tables) - len(shown_tables)
-        live_tables = shown_tables
+    live_tables, hidden_tables = dashboardrows.shown_tables(live_tables, show_all)
     return DashboardDatabase(
         alias=alias,
         status=overall_status([], findings),
@@ -286,8 +262,9 @@ def collect_dashboard(
 ) -> Dashboard:
     """Read what the dashboard shows, on the current thread's connections.
 
-    ``show_all=False`` collapses a database of more than :data:`COLLAPSE_ABOVE` indexes or
-    tables to what needs attention (the counts of the rest are in ``hidden_indexes`` and
+    ``show_all=False`` collapses a database of more than
+    :data:`~tenant_indexes.dashboardrows.COLLAPSE_ABOVE` indexes or tables to what needs
+    attention (the counts of the rest are in ``hidden_indexes`` and
     ``hidden_tables``). ``history`` adds the charts of recorded usage history (one more
     query per database, on the history alias).
 
@@ -354,8 +331,42 @@ def dashboard_view(request: HttpRequest, site: Any) -> HttpResponse:
     return TemplateResponse(request, TEMPLATE, context)
 
 
+def _dashboard_entry(site: Any) -> dict[str, Any]:
+    url = reverse(f"{site.name}:{URL_NAME}", current_app=site.name)
+    return {
+        "name": "Dashboard",
+        "object_name": "TenantIndexesDashboard",
+        "admin_url": url,
+        "add_url": None,
+        "view_only": True,
+        "perms": {"add": False, "change": False, "delete": False, "view": True},
+    }
+
+
+def add_to_app_list(app_list: list[dict[str, Any]], site: Any) -> list[dict[str, Any]]:
+    """Add a "Dashboard" entry to the app "Tenant indexes" of ``app_list`` (the admin index's
+    and the navigation sidebar's list), adding the app if none of its models is registered."""
+    entry = _dashboard_entry(site)
+    for app in app_list:
+        if app["app_label"] == APP_LABEL:
+            app["models"] = [entry, *(m for m in app["models"] if m is not entry)]
+            return app_list
+    app_list.append(
+        {
+            "name": APP_NAME,
+            "app_label": APP_LABEL,
+            "app_url": entry["admin_url"],
+            "has_module_perms": True,
+            "models": [entry],
+        }
+    )
+    app_list.sort(key=lambda app: str(app["name"]).lower())
+    return app_list
+
+
 def register(site: Any = None) -> None:
-    """Add the page to an admin site's URLs (the default site unless given); idempotent."""
+    """Add the page to an admin site's URLs and its app list (the admin index and the
+    navigation sidebar link to it), on the default site unless given; idempotent."""
     if site is None:
         from django.contrib import admin
 
@@ -373,7 +384,16 @@ def register(site: Any = None) -> None:
             *original_get_urls(),
         ]
 
+    original_get_app_list = site.get_app_list
+
+    def get_app_list(request: HttpRequest, app_label: str | None = None) -> list[Any]:
+        app_list = original_get_app_list(request, app_label)
+        if app_label in (None, APP_LABEL):
+            add_to_app_list(app_list, site)
+        return app_list
+
     site.get_urls = get_urls
+    site.get_app_list = get_app_list
     site._tenant_indexes_dashboard = True
 
 
@@ -382,6 +402,7 @@ __all__ = [
     "DashboardDatabase",
     "DashboardIndex",
     "DashboardTable",
+    "add_to_app_list",
     "bounded_dashboard",
     "collect_dashboard",
     "register",

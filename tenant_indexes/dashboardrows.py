@@ -1,17 +1,23 @@
-"""The dashboard's index and table rows as HTML, built in Python.
+"""The dashboard's index and table rows: which ones a page shows, and their HTML.
 
-At 2,000 tenant tables a page can hold thousands of rows of ten cells each, and the Django
-template engine resolves every variable and filter of every row on its own (some 150,000
-variable lookups for 2,750 indexes): rendering took longer than the catalog pass. Here each
-row is one f-string over values escaped once, so the rows cost about what building the string
-costs. The page's frame (headers, findings, notes) stays in the template
+A database of more than :data:`COLLAPSE_ABOVE` declared indexes (or tenant tables) shows,
+unless the page is asked for all of them (``?all=1``), every index that needs attention
+(:attr:`~tenant_indexes.dashboard.DashboardIndex.needs_attention`) and the
+:data:`TABLES_WHEN_COLLAPSED` tables with the most sequential scans; a line says how many
+rows are not shown, with a "Show all" link. At 2,000 tables a person looks for what is wrong,
+not through 2,750 rows that say "ok".
+
+The rows are built in Python. With thousands of rows of ten cells each, the Django template
+engine resolves every variable and filter of every row on its own (some 150,000 variable
+lookups for 2,750 indexes): rendering took longer than the catalog pass. Here each row is one
+f-string over values escaped once. The page's frame (headers, findings, notes) stays in the template
 ``tenant_indexes/dashboard.html``, which can still be overridden; the rows' markup (classes
 ``ti-index``, ``ti-repair``, ``ti-table`` and their ``data-*`` attributes) is kept stable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING
@@ -22,8 +28,35 @@ from django.utils.safestring import SafeString, mark_safe
 if TYPE_CHECKING:
     from .dashboard import DashboardIndex, DashboardTable
 
+#: Above this many declared indexes (or tenant tables) in a database, rows are collapsed.
+COLLAPSE_ABOVE = 100
+#: Tenant tables shown when the table list is collapsed: the most sequential scans first.
+TABLES_WHEN_COLLAPSED = 25
+
 _DASH = "&ndash;"
 _UNITS = ("KB", "MB", "GB", "TB", "PB")
+
+
+def shown_indexes(
+    indexes: Sequence[DashboardIndex], show_all: bool
+) -> tuple[list[DashboardIndex], int]:
+    """The indexes a page shows, and how many it leaves out."""
+    if show_all or len(indexes) <= COLLAPSE_ABOVE:
+        return list(indexes), 0
+    shown = [ix for ix in indexes if ix.needs_attention]
+    return shown, len(indexes) - len(shown)
+
+
+def shown_tables(
+    tables: Sequence[DashboardTable], show_all: bool
+) -> tuple[list[DashboardTable], int]:
+    """The tenant tables a page shows (collapsed: the most sequentially scanned, never one
+    without sequential scans), and how many it leaves out."""
+    if show_all or len(tables) <= COLLAPSE_ABOVE:
+        return list(tables), 0
+    busiest = sorted(tables, key=lambda t: -(t.seq_scan or 0))[:TABLES_WHEN_COLLAPSED]
+    shown = [t for t in busiest if t.seq_scan]
+    return shown, len(tables) - len(shown)
 
 
 def size(value: int | None) -> str:
@@ -82,7 +115,7 @@ def index_rows(indexes: Iterable[DashboardIndex]) -> SafeString:
             f'<tr class="ti-index" data-name="{name}" data-state="{state}">'
             f"<td>{name}</td>"
             f"<td>{_where(report.schema, report.table)}</td>"
-            f"<td>{escape(', '.join(report.columns))}</td>"
+            f"<td>{escape(', '.join(c or '(expression)' for c in report.columns))}</td>"
             f'<td><span class="ti-state ti-state-{state}">{state}</span>{phase}</td>'
             f'<td class="ti-num">{size(ix.size_bytes)}</td>'
             f'<td class="ti-num">{_or_dash(ix.scans)}</td>'
@@ -121,4 +154,13 @@ def table_rows(tables: Iterable[DashboardTable]) -> SafeString:
     return mark_safe("".join(parts))  # every value above is escaped
 
 
-__all__ = ["ago", "index_rows", "size", "table_rows"]
+__all__ = [
+    "COLLAPSE_ABOVE",
+    "TABLES_WHEN_COLLAPSED",
+    "ago",
+    "index_rows",
+    "shown_indexes",
+    "shown_tables",
+    "size",
+    "table_rows",
+]
