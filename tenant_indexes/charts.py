@@ -33,7 +33,7 @@ HISTORY_DAYS = 30
 #: At most this many points per chart: the latest ones.
 MAX_POINTS = 120
 
-WIDTH = 120
+WIDTH = 96
 HEIGHT = 24
 _PAD = 2
 
