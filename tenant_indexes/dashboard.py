@@ -6,9 +6,10 @@ own ``admin_view`` (active staff only; others are sent to the admin login). Read
 shows SQL to copy, it never runs any.
 
 Per database it runs what ``check_tenant_indexes`` runs (one catalog pass) plus one
-statement for the statistics' age, and, only while a build is running, one progress read per
-build. The page is rendered on the server in the admin's templates and styles: no
-JavaScript framework, no build step (a few lines of inline script only for the copy buttons).
+statement for the statistics' age, one for the recorded usage history (its charts), and,
+only while a build is running, one progress read per build. The page is rendered on the
+server in the admin's templates and styles: no JavaScript framework, no build step (a few
+lines of inline script only for the copy buttons).
 
 Like the health view, the page never blocks on a slow database: the pass runs in a helper
 thread on bounded connections (``HEALTH_CONNECT_TIMEOUT``, the check's statement and lock
@@ -355,7 +356,8 @@ def add_to_app_list(app_list: list[dict[str, Any]], site: Any) -> list[dict[str,
     entry = _dashboard_entry(site)
     for app in app_list:
         if app["app_label"] == APP_LABEL:
-            app["models"] = [entry, *(m for m in app["models"] if m is not entry)]
+            others = [m for m in app["models"] if m.get("object_name") != entry["object_name"]]
+            app["models"] = [entry, *others]
             return app_list
     app_list.append(
         {

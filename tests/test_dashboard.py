@@ -369,3 +369,22 @@ def test_usage_series__scans_count_from_the_first_record_over_a_reset() -> None:
     assert [p.size_bytes for p in points] == [8192, 16384, 32768]
     assert usage_series("default", since=start, indexes=[("other", INDEX)]) == {}
     assert usage_series("default", since=start + timedelta(days=1)) == {}
+
+
+def test_add_to_app_list__joins_the_apps_own_models_once() -> None:
+    from django.contrib import admin
+
+    from tenant_indexes.dashboard import add_to_app_list
+
+    snapshot_model = {"name": "Usage snapshots", "object_name": "IndexUsageSnapshot"}
+    app_list = [
+        {"name": "Auth", "app_label": "auth", "models": []},
+        {"name": "Tenant indexes", "app_label": "tenant_indexes", "models": [snapshot_model]},
+    ]
+    add_to_app_list(app_list, admin.site)
+    add_to_app_list(app_list, admin.site)
+    models = app_list[1]["models"]
+    assert [m["name"] for m in models] == ["Dashboard", "Usage snapshots"]
+    assert models[0]["admin_url"] == "/admin/tenant-indexes/" and models[0]["add_url"] is None
+    alone = add_to_app_list([{"name": "Zoo", "app_label": "zoo", "models": []}], admin.site)
+    assert [a["app_label"] for a in alone] == ["tenant_indexes", "zoo"]
