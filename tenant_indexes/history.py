@@ -19,7 +19,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from .statistics import UsageSnapshot
 
@@ -219,6 +219,17 @@ def usage_since(
     return deltas(before + inside)
 
 
+class _SeriesRow(NamedTuple):
+    recorded_at: datetime
+    schema_name: str
+    index_name: str
+    idx_scan: int
+    idx_tup_read: int
+    idx_tup_fetch: int
+    size_bytes: int
+    stats_reset: datetime | None
+
+
 @dataclass(frozen=True)
 class UsagePoint:
     """One record of one index, as a chart plots it.
@@ -257,19 +268,11 @@ def usage_series(
         if not wanted:
             return {}
         store = store.filter(index_name__in=sorted({name for _, name in wanted}))
-    rows = store.order_by("recorded_at", "id").only(
-        "recorded_at",
-        "schema_name",
-        "index_name",
-        "idx_scan",
-        "idx_tup_read",
-        "idx_tup_fetch",
-        "size_bytes",
-        "stats_reset",
-    )
+    rows = store.order_by("recorded_at", "id").values_list(*_SeriesRow._fields)
     result: dict[tuple[str, str], list[UsagePoint]] = {}
-    previous: dict[tuple[str, str], Any] = {}
-    for row in rows:
+    previous: dict[tuple[str, str], _SeriesRow] = {}
+    for values in rows:
+        row = _SeriesRow(*values)
         key = (row.schema_name, row.index_name)
         if wanted is not None and key not in wanted:
             continue
