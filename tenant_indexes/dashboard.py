@@ -6,9 +6,10 @@ own ``admin_view`` (active staff only; others are sent to the admin login). Read
 shows SQL to copy, it never runs any.
 
 Per database it runs what ``check_tenant_indexes`` runs (one catalog pass) plus one
-statement for the statistics' age, and, only while a build is running, one progress read per
-build. The page is rendered on the server in the admin's templates and styles: no
-JavaScript framework, no build step (a few lines of inline script only for the copy buttons).
+statement for the statistics' age, one for the recorded usage history (its charts), and,
+only while a build is running, one progress read per build. The page is rendered on the
+server in the admin's templates and styles: no JavaScript framework, no build step (a few
+lines of inline script only for the copy buttons).
 
 Like the health view, the page never blocks on a slow database: the pass runs in a helper
 thread on bounded connections (``HEALTH_CONNECT_TIMEOUT``, the check's statement and lock
@@ -27,23 +28,43 @@ from typing import Any
 from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.safestring import SafeString
 
-from . import health
+from . import dashboardrows, health
 from .buildcontrol import build_progress
 from .catalog import CatalogIndex, CatalogSnapshot
+from .charts import IndexCharts, with_charts
 from .compare import index_reports
 from .conf import get_config
 from .exceptions import CatalogUnavailable
 from .findings import Finding, IndexState, Level
+from .repair import action_for
 from .reports import IndexReport, overall_status
 from .statistics import ServerStats, UsageSnapshot, server_stats
 from .targeting import resolve_databases, tenant_tables_for
-from .usage import _tenant_columns
-from .usageanalysis import IndexStats, StatsAge, UsageThresholds, analyse_usage, stats_age
+from .usage import tenant_columns
+from .usageanalysis import (
+    IndexStats,
+    StatsAge,
+    UnusedVerdict,
+    UsageThresholds,
+    analyse_usage,
+    stats_age,
+)
+from .views import bounded_connections, probe_config
 
 URL_NAME = "tenant_indexes_dashboard"
+APP_LABEL = "tenant_indexes"
+APP_NAME = "Tenant indexes"
 TEMPLATE = "tenant_indexes/dashboard.html"
+
+
+#: Unused verdicts that need no attention on their own.
+_QUIET_VERDICTS = frozenset(
+    {UnusedVerdict.USED, UnusedVerdict.TOO_YOUNG, UnusedVerdict.ENFORCES_CONSTRAINT}
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,20 @@ class DashboardIndex:
     percent: float | None = None
     repair_sql: str = ""
     repair_note: str = ""
+    charts: IndexCharts | None = None
+
+    @property
+    def needs_attention(self) -> bool:
+        """Not ok, being built, unused, or redundant (and not acknowledged as kept): always
+        shown, even when collapsed."""
+        if self.report.status is not IndexState.OK or self.phase is not None:
+            return True
+        stats = self.stats
+        if stats is None:
+            return False
+        if stats.redundant_to is not None and not stats.redundancy_acknowledged:
+            return True
+        return stats.unused not in _QUIET_VERDICTS
 
     @property
     def state(self) -> str:
@@ -115,6 +150,18 @@ class DashboardDatabase:
     findings: tuple[Finding, ...] = ()
     indexes: tuple[DashboardIndex, ...] = ()
     tables: tuple[DashboardTable, ...] = ()
+    hidden_indexes: int = 0
+    hidden_tables: int = 0
+
+    @property
+    def index_rows(self) -> SafeString:
+        """The index table's rows as HTML (see :mod:`tenant_indexes.dashboardrows`)."""
+        return dashboardrows.index_rows(self.indexes)
+
+    @property
+    def table_rows(self) -> SafeString:
+        """The tenant-table table's rows as HTML."""
+        return dashboardrows.table_rows(self.tables)
 
 
 @dataclass(frozen=True)
@@ -133,10 +180,8 @@ def _repair(report: IndexReport) -> tuple[str, str]:
     if report.status is IndexState.OK:
         return "", ""
     # The repair command's planner, so the page and --dry-run can never disagree.
-    from .repair import _action_for
-
     try:
-        action = _action_for(report)
+        action = action_for(report)
     except Exception as e:  # a page must render even when one plan cannot be made
         return "", f"no repair SQL: {e}"
     if action.statements:
@@ -144,7 +189,9 @@ def _repair(report: IndexReport) -> tuple[str, str]:
     return "", action.reason or ""
 
 
-def _database(alias: str, app_labels: Sequence[str] | None) -> DashboardDatabase:
+def _database(
+    alias: str, app_labels: Sequence[str] | None, show_all: bool, history: bool
+) -> DashboardDatabase:
     tables = tenant_tables_for(alias, app_labels)
     try:
         snapshot: CatalogSnapshot = health.snapshot_for(alias, tables)
@@ -161,14 +208,14 @@ def _database(alias: str, app_labels: Sequence[str] | None) -> DashboardDatabase
     age: StatsAge | None = None if server is None else stats_age(server)
     stats_by_name: dict[tuple[str, str], IndexStats] = {}
     if server is not None:
-        columns = _tenant_columns(tables, snapshot)
+        columns = tenant_columns(tables, snapshot)
         thresholds = UsageThresholds.from_config(get_config())
         by_table: dict[tuple[str, str], list[CatalogIndex]] = {}
         for ix in snapshot.indexes:
             by_table.setdefault((ix.schema, ix.table), []).append(ix)
-        # Table by table: redundancy compares the indexes of one table with each other, and
-        # over every table at once that comparison is quadratic (and index names repeat
-        # across schemas).
+        # Table by table: the redundancy verdict compares every pair of indexes of a schema,
+        # and only indexes of one table can cover each other; at 2,000 tables one call over
+        # everything takes almost twice as long as these calls together.
         for group in by_table.values():
             usage = UsageSnapshot(server=server, indexes=tuple(group), tables=())
             index_stats, _, _ = analyse_usage([usage], columns, thresholds)
@@ -184,7 +231,10 @@ def _database(alias: str, app_labels: Sequence[str] | None) -> DashboardDatabase
                 phase, percent = sample.phase, sample.percent
         sql, note = _repair(report)
         indexes.append(DashboardIndex(report, stats, phase, percent, sql, note))
-    live_tables = tuple(
+    indexes, hidden_indexes = dashboardrows.shown_indexes(indexes, show_all)
+    if history:
+        indexes = with_charts(alias, indexes, read_all=show_all, now=timezone.now())
+    live_tables = [
         DashboardTable(
             schema=t.schema,
             table=t.name,
@@ -194,7 +244,8 @@ def _database(alias: str, app_labels: Sequence[str] | None) -> DashboardDatabase
             idx_scan=t.idx_scan,
         )
         for t in sorted(snapshot.tables, key=lambda t: (t.schema, t.name))
-    )
+    ]
+    live_tables, hidden_tables = dashboardrows.shown_tables(live_tables, show_all)
     return DashboardDatabase(
         alias=alias,
         status=overall_status([], findings),
@@ -203,21 +254,36 @@ def _database(alias: str, app_labels: Sequence[str] | None) -> DashboardDatabase
         stats_reset=None if server is None else server.stats_reset,
         findings=tuple(findings),
         indexes=tuple(indexes),
-        tables=live_tables,
+        tables=tuple(live_tables),
+        hidden_indexes=hidden_indexes,
+        hidden_tables=hidden_tables,
     )
 
 
 def collect_dashboard(
-    databases: Sequence[str] | None = None, app_labels: Sequence[str] | None = None
+    databases: Sequence[str] | None = None,
+    app_labels: Sequence[str] | None = None,
+    *,
+    show_all: bool = True,
+    history: bool = True,
 ) -> Dashboard:
     """Read what the dashboard shows, on the current thread's connections.
+
+    ``show_all=False`` collapses a database of more than
+    :data:`~tenant_indexes.dashboardrows.COLLAPSE_ABOVE` indexes or tables to what needs
+    attention (the counts of the rest are in ``hidden_indexes`` and
+    ``hidden_tables``). ``history`` adds the charts of recorded usage history (one more
+    query per database, on the history alias).
 
     Raises:
         UnknownDatabaseAlias: an alias is not in ``settings.DATABASES``.
         UnknownAppLabel: an app label is not installed.
     """
     started = time.perf_counter()
-    reports = [_database(alias, app_labels) for alias in resolve_databases(databases, app_labels)]
+    reports = [
+        _database(alias, app_labels, show_all, history)
+        for alias in resolve_databases(databases, app_labels)
+    ]
     if any(d.error for d in reports):
         status = "unknown"
     else:
@@ -227,18 +293,16 @@ def collect_dashboard(
     )
 
 
-def bounded_dashboard() -> Dashboard:
+def bounded_dashboard(*, show_all: bool = True) -> Dashboard:
     """:func:`collect_dashboard` on bounded connections, waited for at most ``HEALTH_TIMEOUT``."""
-    from .views import _bounded_connections, _probe_config
-
-    config = _probe_config()
+    config = probe_config()
     outcome: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            with _bounded_connections(config):
+            with bounded_connections(config):
                 outcome["dashboard"] = collect_dashboard(
-                    config["HEALTH_DATABASES"], config["HEALTH_APP_LABELS"]
+                    config["HEALTH_DATABASES"], config["HEALTH_APP_LABELS"], show_all=show_all
                 )
         except Exception as e:  # shown on the page, never a 500
             outcome["error"] = f"{type(e).__name__}: {e}"
@@ -262,18 +326,55 @@ def bounded_dashboard() -> Dashboard:
 
 def dashboard_view(request: HttpRequest, site: Any) -> HttpResponse:
     """The page (wrapped in ``site.admin_view`` by :func:`register`)."""
-    dashboard = bounded_dashboard()
+    show_all = request.GET.get("all") == "1"
+    dashboard = bounded_dashboard(show_all=show_all)
     context = {
         **site.each_context(request),
         "title": "Tenant indexes",
         "dashboard": dashboard,
         "levels": Level,
+        "show_all": show_all,
     }
     return TemplateResponse(request, TEMPLATE, context)
 
 
+def _dashboard_entry(site: Any) -> dict[str, Any]:
+    url = reverse(f"{site.name}:{URL_NAME}", current_app=site.name)
+    return {
+        "name": "Dashboard",
+        "object_name": "TenantIndexesDashboard",
+        "admin_url": url,
+        "add_url": None,
+        "view_only": True,
+        "perms": {"add": False, "change": False, "delete": False, "view": True},
+    }
+
+
+def add_to_app_list(app_list: list[dict[str, Any]], site: Any) -> list[dict[str, Any]]:
+    """Add a "Dashboard" entry to the app "Tenant indexes" of ``app_list`` (the admin index's
+    and the navigation sidebar's list), adding the app if none of its models is registered."""
+    entry = _dashboard_entry(site)
+    for app in app_list:
+        if app["app_label"] == APP_LABEL:
+            others = [m for m in app["models"] if m.get("object_name") != entry["object_name"]]
+            app["models"] = [entry, *others]
+            return app_list
+    app_list.append(
+        {
+            "name": APP_NAME,
+            "app_label": APP_LABEL,
+            "app_url": entry["admin_url"],
+            "has_module_perms": True,
+            "models": [entry],
+        }
+    )
+    app_list.sort(key=lambda app: str(app["name"]).lower())
+    return app_list
+
+
 def register(site: Any = None) -> None:
-    """Add the page to an admin site's URLs (the default site unless given); idempotent."""
+    """Add the page to an admin site's URLs and its app list (the admin index and the
+    navigation sidebar link to it), on the default site unless given; idempotent."""
     if site is None:
         from django.contrib import admin
 
@@ -291,7 +392,16 @@ def register(site: Any = None) -> None:
             *original_get_urls(),
         ]
 
+    original_get_app_list = site.get_app_list
+
+    def get_app_list(request: HttpRequest, app_label: str | None = None) -> list[Any]:
+        app_list = original_get_app_list(request, app_label)
+        if app_label in (None, APP_LABEL):
+            add_to_app_list(app_list, site)
+        return app_list
+
     site.get_urls = get_urls
+    site.get_app_list = get_app_list
     site._tenant_indexes_dashboard = True
 
 
@@ -300,6 +410,7 @@ __all__ = [
     "DashboardDatabase",
     "DashboardIndex",
     "DashboardTable",
+    "add_to_app_list",
     "bounded_dashboard",
     "collect_dashboard",
     "register",

@@ -20,7 +20,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from .statistics import UsageSnapshot
 
@@ -226,3 +226,72 @@ def usage_since(
     for row in latest_before:
         before.extend(store.filter(database=row["database"], recorded_at=row["at"]))
     return deltas(before + inside)
+
+
+class _SeriesRow(NamedTuple):
+    recorded_at: datetime
+    schema_name: str
+    index_name: str
+    idx_scan: int
+    idx_tup_read: int
+    idx_tup_fetch: int
+    size_bytes: int
+    stats_reset: datetime | None
+
+
+@dataclass(frozen=True)
+class UsagePoint:
+    """One record of one index, as a chart plots it.
+
+    Attributes:
+        recorded_at: when the alias was read.
+        size_bytes: the index size then.
+        scans: scans counted since the first record of the series, over resets and crashes
+            (a new segment counts from zero), so the line never goes down.
+    """
+
+    recorded_at: datetime
+    size_bytes: int
+    scans: int
+
+
+def usage_series(
+    database: str,
+    *,
+    since: datetime,
+    indexes: Iterable[tuple[str, str]] | None = None,
+    using: str | None = None,
+) -> dict[tuple[str, str], list[UsagePoint]]:
+    """``{(schema, index): points oldest first}`` of the records of ``database`` since ``since``.
+
+    ``indexes`` (``(schema, name)`` pairs) limits what is read; ``None`` reads every index.
+    Costs one query on the history alias.
+    """
+    from .models import IndexUsageSnapshot
+
+    store = IndexUsageSnapshot.objects.using(using or HISTORY_DATABASE).filter(
+        database=database, recorded_at__gte=since
+    )
+    wanted = None if indexes is None else set(indexes)
+    if wanted is not None:
+        if not wanted:
+            return {}
+        store = store.filter(index_name__in=sorted({name for _, name in wanted}))
+    rows = store.order_by("recorded_at", "id").values_list(*_SeriesRow._fields)
+    result: dict[tuple[str, str], list[UsagePoint]] = {}
+    previous: dict[tuple[str, str], _SeriesRow] = {}
+    for values in rows:
+        row = _SeriesRow(*values)
+        key = (row.schema_name, row.index_name)
+        if wanted is not None and key not in wanted:
+            continue
+        points = result.setdefault(key, [])
+        before = previous.get(key)
+        if before is None:
+            scans = 0
+        else:
+            step = row.idx_scan if _new_segment(before, row) else row.idx_scan - before.idx_scan
+            scans = points[-1].scans + step
+        points.append(UsagePoint(row.recorded_at, row.size_bytes, scans))
+        previous[key] = row
+    return result

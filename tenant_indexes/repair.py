@@ -116,7 +116,11 @@ def _built_by_us(report: IndexReport) -> bool:
     return holder is not None
 
 
-def _action_for(report: IndexReport, scoped: bool = False, exists: bool = True) -> RepairAction:
+def action_for(report: IndexReport, scoped: bool = False, exists: bool = True) -> RepairAction:
+    """What ``repair_tenant_indexes`` would do about ``report``: its statements, or why none.
+
+    The admin dashboard shows the same plan, so the page and ``--dry-run`` never disagree.
+    """
     base: _ActionSubject = {
         "database": report.database,
         "table": report.table,
@@ -193,7 +197,7 @@ def plan_repairs(
         scoped = any(t.schema is not None for t in tables)
         present = {(t.schema, t.name) for t in snapshot.tables}
         actions.extend(
-            _action_for(report, scoped, (report.schema, report.table) in present)
+            action_for(report, scoped, (report.schema, report.table) in present)
             for report in index_reports(tables, snapshot)
         )
     return tuple(actions)

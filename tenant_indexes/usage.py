@@ -282,9 +282,10 @@ def with_history(report: UsageReport, days: float) -> UsageReport:
 # W001/W002 in check_tenant_indexes, opt-in through TENANT_INDEXES["CHECK_INCLUDES_USAGE"].
 
 
-def _tenant_columns(
+def tenant_columns(
     tables: Sequence[TenantTable], snapshot: CatalogSnapshot
 ) -> dict[tuple[str, str], str]:
+    """``{(schema, table): tenant column}`` of the declared tables that exist in ``snapshot``."""
     columns = {}
     for table in tables:
         live = snapshot.table(table.schema, table.table)
@@ -312,7 +313,7 @@ def redundancy_findings(tables: Sequence[TenantTable], snapshot: CatalogSnapshot
     thresholds = UsageThresholds.from_config(config)
     server = ServerStats(snapshot.alias, snapshot.server_version, 0, False, None, _EPOCH, _EPOCH)
     usage = _as_usage_snapshot(snapshot, server)
-    columns = _tenant_columns(tables, snapshot)
+    columns = tenant_columns(tables, snapshot)
     index_stats, _, _ = analyse_usage([usage], columns, thresholds)
     ages = (stats_age(server),)
     return [
@@ -342,7 +343,7 @@ def unused_findings(
         except DatabaseError:
             return []  # the age is unknown, so nothing may be judged unused
         usages.append(_as_usage_snapshot(snapshot, server))
-        columns.update(_tenant_columns(tables, snapshot))
+        columns.update(tenant_columns(tables, snapshot))
     index_stats, _, ages = judge_usage(usages, columns, thresholds)
     return [
         f for f in usage_findings(index_stats, (), ages, columns, thresholds) if f.id == W_UNUSED

@@ -96,7 +96,7 @@ def probe_health() -> ProbeResult:
     Returns:
         The cached or fresh :class:`ProbeResult`.
     """
-    config = _probe_config()
+    config = probe_config()
     if config["HEALTH_CACHE_SECONDS"] <= 0:
         return run_bounded_pass()
     cached = _cached_result(config)
@@ -136,7 +136,7 @@ def run_bounded_pass() -> ProbeResult:
     Returns:
         The result of the pass, or an ``"unknown"`` result when it timed out or failed.
     """
-    config = _probe_config()
+    config = probe_config()
     with _abandoned_lock:
         _abandoned_passes[:] = [t for t in _abandoned_passes if t.is_alive()]
         if _abandoned_passes:
@@ -145,7 +145,7 @@ def run_bounded_pass() -> ProbeResult:
 
     def run_pass() -> None:
         try:
-            with _bounded_connections(config):
+            with bounded_connections(config):
                 outcome["result"] = _result_from_report(_check(config), config)
         except Exception as e:  # a probe answers "could not check", it never raises
             outcome["error"] = e
@@ -232,7 +232,7 @@ def _store_result(config: dict[str, Any], result: ProbeResult) -> None:
 
 
 @contextmanager
-def _bounded_connections(config: dict[str, Any]) -> Iterator[None]:
+def bounded_connections(config: dict[str, Any]) -> Iterator[None]:
     """Give this thread a bounded, dedicated connection wrapper for each PostgreSQL alias.
 
     Only this (helper) thread sees the replacements; they are closed when the pass ends,
@@ -269,7 +269,12 @@ def _bounded_settings(settings_dict: dict[str, Any], config: dict[str, Any]) -> 
     return bounded
 
 
-def _probe_config() -> dict[str, Any]:
+def probe_config() -> dict[str, Any]:
+    """The ``TENANT_INDEXES`` settings with the health view's keys validated.
+
+    Raises:
+        ImproperlyConfigured: a health key has a value of the wrong kind.
+    """
     config = get_config()
     if config["HEALTH_FAIL_LEVEL"] not in _FAIL_LEVELS:
         raise ImproperlyConfigured(
