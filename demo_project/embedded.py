@@ -152,10 +152,17 @@ def _prepare_pgdata_18(kind: EmbeddedKind, path: Path) -> None:
             timeout=120,
         )
     text = conf.read_text() if conf.exists() else ""
-    line = f"shared_preload_libraries = '{PRELOAD_LIBRARIES}'"
-    if line not in text and not (path / "postmaster.pid").exists():
+    # The advisor reads pg_stat_statements; its benchmark holds 5,000 distinct statements,
+    # which the default max (5,000, with 5% evicted when full) cannot keep.
+    lines = [
+        f"shared_preload_libraries = '{PRELOAD_LIBRARIES}'",
+        "pg_stat_statements.max = 10000",
+    ]
+    missing = [line for line in lines if line not in text]
+    if missing and not (path / "postmaster.pid").exists():
         with conf.open("a") as handle:
-            handle.write(f"\n# tenant_indexes: the advisor reads pg_stat_statements\n{line}\n")
+            handle.write("\n# tenant_indexes: the advisor reads pg_stat_statements\n")
+            handle.write("".join(f"{line}\n" for line in missing))
 
 
 def embedded_pgdata(kind: EmbeddedKind | None = None, pgdata: Path | None = None) -> Path:
