@@ -184,7 +184,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from tenant_indexes.advisor import _index_sql, suggest_tenant_indexes
+    from tenant_indexes.advisor import suggest_tenant_indexes
+    from tenant_indexes.verification import index_sql
 
     call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
     with connection.cursor() as cursor:
@@ -242,7 +243,7 @@ def main() -> None:
                 sql, value = by_text[st.query]
                 args = [who] if value is None else [who, value]
                 before = median_ms(cursor, sql, args, options.runs)
-                cursor.execute(_index_sql(s, s.name))
+                cursor.execute(index_sql(s, s.name))
                 try:
                     after = median_ms(cursor, sql, args, options.runs)
                 finally:

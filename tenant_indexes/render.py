@@ -7,7 +7,7 @@ Machine formats carry no colour; text is coloured through a Django ``Style`` (th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.core.management.color import no_style
@@ -64,15 +64,7 @@ def render_text(report: HealthReport, style: Any = None) -> str:
         The text, ending with a newline.
     """
     style = style or no_style()
-    lines: list[str] = []
-    for db in report.databases:
-        if db.error:
-            lines.append(_paint(style, "ERROR", f"{db.alias}: could not check: {db.error}"))
-        else:
-            lines.append(
-                f"{db.alias}: {db.vendor} {db.server_version}, {db.tables} tenant table(s) "
-                f"checked in {db.duration_seconds * 1000:.0f} ms"
-            )
+    lines = _database_lines(style, report.databases, "check", _checked_line)
     if report.indexes:
         headers = ("DATABASE", "TABLE", "INDEX", "COLUMNS", "STATUS")
         rows = [
@@ -218,6 +210,29 @@ def _size(size_bytes: int) -> str:
     return f"{size_bytes} B"  # pragma: no cover
 
 
+def _database_lines(
+    style: Any, databases: Sequence[Any], verb: str, describe: Callable[[Any], str]
+) -> list[str]:
+    """A line per database: ``describe(db)``, or in red why it could not be read."""
+    return [
+        _paint(style, "ERROR", f"{db.alias}: could not {verb}: {db.error}")
+        if db.error
+        else describe(db)
+        for db in databases
+    ]
+
+
+def _checked_line(db: Any) -> str:
+    return (
+        f"{db.alias}: {db.vendor} {db.server_version}, {db.tables} tenant table(s) "
+        f"checked in {db.duration_seconds * 1000:.0f} ms"
+    )
+
+
+def _read_line(db: Any) -> str:
+    return f"{db.alias}: {db.vendor} {db.server_version}, {db.tables} table(s)"
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = _column_widths(headers, rows)
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
@@ -227,22 +242,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def render_usage_text(report: Any, style: Any = None) -> str:
-    """A :class:`~tenant_indexes.usage.UsageReport` as readable tables.
-
-    Args:
-        report: the usage report.
-        style: a Django ``Style``; ``None`` for no colour.
-
-    Returns:
-        The text, ending with a newline.
-    """
+    """A :class:`~tenant_indexes.usage.UsageReport` (``report``) as readable tables, coloured
+    with a Django ``Style`` when ``style`` is given; the text ends with a newline."""
     style = style or no_style()
-    lines: list[str] = []
-    for db in report.databases:
-        if db.error:
-            lines.append(_paint(style, "ERROR", f"{db.alias}: could not read: {db.error}"))
-        else:
-            lines.append(f"{db.alias}: {db.vendor} {db.server_version}, {db.tables} table(s)")
+    lines = _database_lines(style, report.databases, "read", _read_line)
     for age in report.statistics:
         days = age.age.total_seconds() / 86400
         young = age.age < report.stats_min_age
