@@ -136,7 +136,6 @@ def test_stats__bad_input_exits_2_with_a_message(args: list[str], message: str) 
     assert message in str(e.value)
 
 
-@pytest.mark.django_db
 def _add_tenants(cursor: Any, count: int) -> Any:
     """``count`` tenants, ``t1`` to ``t<count>``; the id of ``t1``."""
     cursor.execute(
@@ -159,6 +158,7 @@ def _explain_without_the_files_tenant_index() -> tuple[dict[str, Any], dict[str,
     return doc, {t["table"]: t for t in doc["tables"]}
 
 
+@pytest.mark.django_db
 def test_stats__explain_flags_a_large_table_without_a_tenant_index() -> None:
     with connection.cursor() as cursor:
         _add_tenants(cursor, 50)
