@@ -201,13 +201,14 @@ def render_prometheus(report: HealthReport) -> str:
 # The usage report of tenant_index_stats.
 
 
-def _size(size_bytes: int) -> str:
+def human_size(size_bytes: int, byte_unit: str = "B") -> str:
+    """``size_bytes`` in the largest of bytes, kB, MB and GB that keeps it under 1024."""
     value = float(size_bytes)
-    for unit in ("B", "kB", "MB", "GB"):
+    for unit in (byte_unit, "kB", "MB", "GB"):
         if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+            return f"{value:.0f} {unit}" if unit == byte_unit else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{size_bytes} B"  # pragma: no cover
+    return f"{size_bytes} {byte_unit}"  # pragma: no cover
 
 
 def _database_lines(
@@ -262,7 +263,7 @@ def render_usage_text(report: Any, style: Any = None) -> str:
             (
                 f"{s.index.schema}.{s.index.table}",
                 s.index.name,
-                _size(s.index.known_size_bytes),
+                human_size(s.index.known_size_bytes),
                 str(s.idx_scan),
                 str(s.idx_tup_read),
                 str(s.idx_tup_fetch),
@@ -302,7 +303,7 @@ def render_usage_text(report: Any, style: Any = None) -> str:
                 (
                     f"{t.schema}.{t.table}",
                     str(t.n_live_tup),
-                    _size(t.total_bytes),
+                    human_size(t.total_bytes),
                     str(t.seq_scan),
                     str(t.idx_scan),
                     f"{share:.0%}" if share is not None else "-",
@@ -328,7 +329,7 @@ def render_usage_text(report: Any, style: Any = None) -> str:
                 str(h.segments),
                 "-"
                 if h.size_growth_per_day is None
-                else f"{_size(int(h.size_growth_per_day))}/day",
+                else f"{human_size(int(h.size_growth_per_day))}/day",
             )
             for h in report.history
         ]
