@@ -25,28 +25,14 @@ whose tenant index is dropped (missing ``(tenant_id, action)`` and ``(tenant_id,
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _common
 
 TENANTS = 2000
-TABLES = [
-    "tenants",
-    "customers",
-    "users",
-    "tickets",
-    "messages",
-    "files",
-    "integration_credentials",
-    "audit_logs",
-    "tenant_usage_metrics",
-]
 PLANTED = [
     ("SELECT id FROM audit_logs WHERE tenant_id = %s AND action = %s", "action7"),
     (
@@ -70,24 +56,11 @@ def tenant(n: int) -> str:
     return f"00000000-0000-0000-0000-{n:012d}"
 
 
-def configure() -> None:
-    import django
-    from django.conf import settings
+def helpdesk_tables() -> list[str]:
+    """The help desk's tables, in the order of its models."""
+    from django.apps import apps
 
-    from demo_project.embedded import database_config
-
-    settings.configure(
-        INSTALLED_APPS=[
-            "django.contrib.contenttypes",
-            "tenant_indexes",
-            "tenant_indexes.helpdesk",
-        ],
-        DATABASES={"default": database_config("tenant_indexes_bench_advisor")},
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        USE_TZ=True,
-        SECRET_KEY="bench",
-    )
-    django.setup()
+    return [m._meta.db_table for m in apps.get_app_config("tenant_indexes_helpdesk").get_models()]
 
 
 def seed(cursor: Any, tickets: int) -> None:
@@ -99,7 +72,7 @@ def seed(cursor: Any, tickets: int) -> None:
         " FROM generate_series(1, {n}) g"
     )
     statements = [
-        "TRUNCATE " + ", ".join(TABLES) + " CASCADE",
+        "TRUNCATE " + ", ".join(helpdesk_tables()) + " CASCADE",
         "INSERT INTO tenants (id, name, slug, created_at) SELECT ('00000000-0000-0000-0000-' ||"
         f" lpad(g::text, 12, '0'))::uuid, 't' || g, 't' || g, now()"
         f" FROM generate_series(1, {TENANTS + 1}) g",
@@ -138,7 +111,7 @@ def seed(cursor: Any, tickets: int) -> None:
 def fillers(count: int) -> list[str]:
     """Distinct statements (distinct query ids): tables x target-list lengths x depth."""
     out = []
-    for table in TABLES:
+    for table in helpdesk_tables():
         for width in range(1, 61):
             for depth in range(10):
                 expression = "id" + " + 0" * depth if table != "tenants" else "name"
@@ -180,11 +153,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--repeat", type=int, default=3)
     options = parser.parse_args()
-    configure()
+    _common.configure("tenant_indexes_bench_advisor", apps=("tenant_indexes.helpdesk",))
     from django.core.management import call_command
     from django.db import connection
 
-    from tenant_indexes.advisor import _index_sql, suggest_tenant_indexes
+    from tenant_indexes.advisor import suggest_tenant_indexes
+    from tenant_indexes.verification import index_sql
 
     call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
     with connection.cursor() as cursor:
@@ -194,8 +168,6 @@ def main() -> None:
             started = time.perf_counter()
             seed(cursor, options.tickets)
             print(f"seeded {options.tickets:,} tickets in {time.perf_counter() - started:.1f} s")
-        cursor.execute("SELECT current_setting('server_version')")
-        version = cursor.fetchone()[0]
         cursor.execute("SELECT current_setting('pg_stat_statements.max')::int")
         capacity = cursor.fetchone()[0]
         fill = max(0, min(options.statements, capacity) - len(PLANTED) - len(SERVED) - 20)
@@ -206,7 +178,8 @@ def main() -> None:
         )
         held = cursor.fetchone()[0]
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
+    print(f"machine: {_common.machine()}, {platform.platform()}")
+    version = _common.server_version()
     print(f"PostgreSQL {version}; {options.tickets:,} tickets; {held:,} statements held")
 
     read_times, advisor_times = [], []
@@ -242,7 +215,7 @@ def main() -> None:
                 sql, value = by_text[st.query]
                 args = [who] if value is None else [who, value]
                 before = median_ms(cursor, sql, args, options.runs)
-                cursor.execute(_index_sql(s, s.name))
+                cursor.execute(index_sql(s, s.name))
                 try:
                     after = median_ms(cursor, sql, args, options.runs)
                 finally:

@@ -22,56 +22,11 @@ peak Python memory (tracemalloc) of each.
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import sys
 import time
 import tracemalloc
-from io import StringIO
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-SCHEMA_PREFIX = "ti_bench_"
-
-
-def configure() -> None:
-    from _django import configure as configure_django
-
-    configure_django("tenant_indexes_bench", apps=("tenant_indexes.helpdesk",))
-
-
-def schema_names(count: int) -> list[str]:
-    return [f"{SCHEMA_PREFIX}{i:04d}" for i in range(count)]
-
-
-def setup_schemas(schemas: list[str]) -> None:
-    """Create the seed tables in every schema that does not have them yet."""
-    from django.apps import apps
-    from django.core.management import call_command
-    from django.db import connection
-
-    call_command("migrate", verbosity=0)
-    models = list(apps.get_app_config("tenant_indexes_helpdesk").get_models())
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", [SCHEMA_PREFIX + "%"]
-        )
-        existing = {row[0] for row in cursor.fetchall()}
-    todo = [s for s in schemas if s not in existing]
-    started = time.perf_counter()
-    for n, schema in enumerate(todo, 1):
-        with connection.schema_editor() as editor:
-            # The schema editor names tables unqualified; search_path puts them in `schema`.
-            editor.execute(f"CREATE SCHEMA {editor.quote_name(schema)}")
-            editor.execute(f"SET LOCAL search_path TO {editor.quote_name(schema)}")
-            for model in models:
-                editor.create_model(model)
-        if n % 50 == 0:
-            print(f"  created {n}/{len(todo)} schemas ({time.perf_counter() - started:.0f}s)")
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+import _common
 
 
 def measure(func, repeat: int):
@@ -109,34 +64,21 @@ def measure(func, repeat: int):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--schemas", type=int, default=250, help="schemas x 8 tenant tables")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    args = _common.scale_arguments(__doc__)
+    _common.configure("tenant_indexes_bench", apps=("tenant_indexes.helpdesk",))
 
-    configure()
-    import json
-
-    from django.core.management import CommandError, call_command
     from django.db import connection
-    from django.test import override_settings
 
     from tenant_indexes.declared import declared_tenant_tables
 
-    schemas = schema_names(args.schemas)
+    schemas = _common.schema_names(args.schemas)
     print(f"setting up {len(schemas)} schemas ...")
-    setup_schemas(schemas)
+    _common.setup_schemas(schemas)
     seed = declared_tenant_tables("default")
     tables = [(schema, t.table) for schema in schemas for t in seed]
 
     def check() -> dict:
-        out = StringIO()
-        with override_settings(TENANT_INDEXES={"CHECK_SCHEMAS": schemas}):
-            try:
-                call_command("check_tenant_indexes", "--format", "json", stdout=out)
-            except CommandError as e:
-                print(f"check exited {e.returncode}: {e}", file=sys.stderr)
-        return json.loads(out.getvalue())
+        return _common.check_json({"CHECK_SCHEMAS": schemas})
 
     def naive() -> int:
         constraints = 0
@@ -149,25 +91,16 @@ def main() -> int:
         return constraints
 
     def small_check() -> dict:
-        with override_settings(TENANT_INDEXES={"CHECK_SCHEMAS": schemas[:1]}):
-            out = StringIO()
-            call_command("check_tenant_indexes", "--format", "json", stdout=out)
-        return json.loads(out.getvalue())
+        return _common.check_json({"CHECK_SCHEMAS": schemas[:1]})
 
     check()  # warm-up: imports, connection, plan caches
     c_time, c_statements, c_peak, report = measure(check, args.repeat)
     _, small_statements, _, _ = measure(small_check, 1)
     n_time, n_statements, n_peak, n_constraints = measure(naive, args.repeat)
 
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        version = cursor.fetchone()[0]
     ratio = n_time / c_time
     print()
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    )
-    print(f"PostgreSQL {version}; {len(tables)} tenant tables in {len(schemas)} schemas")
+    _common.print_setting(f"{len(tables)} tenant tables in {len(schemas)} schemas")
     print(
         f"check_tenant_indexes: status {report['status']}, {len(report['indexes'])} declared "
         f"indexes, {len(report['findings'])} findings"

@@ -1,6 +1,6 @@
 """Dashboard benchmark: the admin page against ``check_tenant_indexes --format json``.
 
-Same setup as ``bench_check_scale.py`` (whose helpers it reuses): the seed's tables in each of
+Same setup as ``bench_check_scale.py`` (``benchmarks/_common.py``): the seed's tables in each of
 ``--schemas`` schemas (default 250: 2,000 tenant-scoped tables), ``CHECK_SCHEMAS`` naming
 them all. Then, side by side in one process:
 
@@ -22,64 +22,23 @@ average. Target: the default page takes at most 1.5x the JSON check.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import sys
 import time
-from io import StringIO
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
 
 urlpatterns: list = []  # filled in main(): this module is the ROOT_URLCONF
 
 
 def configure() -> None:
-    import django
-    from django.conf import settings
-
-    from demo_project.embedded import database_config
-
-    settings.configure(
-        INSTALLED_APPS=[
-            "django.contrib.admin",
-            "django.contrib.contenttypes",
-            "django.contrib.auth",
-            "django.contrib.sessions",
-            "django.contrib.messages",
-            "tenant_indexes",
-            "tenant_indexes.helpdesk",
-        ],
-        DATABASES={"default": database_config("tenant_indexes_bench")},
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        USE_TZ=True,
-        SECRET_KEY="bench",
+    _common.configure(
+        "tenant_indexes_bench",
+        apps=(*_common.ADMIN_APPS, "tenant_indexes.helpdesk"),
         ALLOWED_HOSTS=["testserver"],
         ROOT_URLCONF=__name__,
-        MIDDLEWARE=[
-            "django.contrib.sessions.middleware.SessionMiddleware",
-            "django.contrib.auth.middleware.AuthenticationMiddleware",
-            "django.contrib.messages.middleware.MessageMiddleware",
-        ],
-        TEMPLATES=[
-            {
-                "BACKEND": "django.template.backends.django.DjangoTemplates",
-                "APP_DIRS": True,
-                "OPTIONS": {
-                    "context_processors": [
-                        "django.template.context_processors.request",
-                        "django.contrib.auth.context_processors.auth",
-                        "django.contrib.messages.context_processors.messages",
-                    ]
-                },
-            }
-        ],
-        STATIC_URL="/static/",
+        **_common.ADMIN_SETTINGS,
     )
-    django.setup()
 
 
 def interleaved_best(funcs: list, repeat: int) -> list[tuple[float, object]]:
@@ -94,25 +53,18 @@ def interleaved_best(funcs: list, repeat: int) -> list[tuple[float, object]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--schemas", type=int, default=250, help="schemas x 8 tenant tables")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-
+    args = _common.scale_arguments(__doc__)
     configure()
-    from bench_check_scale import schema_names, setup_schemas
     from django.contrib import admin
     from django.contrib.auth import get_user_model
-    from django.core.management import CommandError, call_command
-    from django.db import connection
     from django.test import Client, override_settings
     from django.urls import clear_url_caches, path
 
     urlpatterns[:] = [path("admin/", admin.site.urls)]
     clear_url_caches()
-    schemas = schema_names(args.schemas)
+    schemas = _common.schema_names(args.schemas)
     print(f"setting up {len(schemas)} schemas ...")
-    setup_schemas(schemas)
+    _common.setup_schemas(schemas)
     user_model = get_user_model()
     staff = user_model.objects.filter(username="bench").first()
     if staff is None:
@@ -131,13 +83,7 @@ def main() -> int:
         return dashboard("?all=1")
 
     def check() -> dict:
-        out = StringIO()
-        with override_settings(TENANT_INDEXES=config):
-            try:
-                call_command("check_tenant_indexes", "--format", "json", stdout=out)
-            except CommandError as e:
-                print(f"check exited {e.returncode}: {e}", file=sys.stderr)
-        return json.loads(out.getvalue())
+        return _common.check_json(config)
 
     dashboard(), dashboard_all(), check()  # warm-up: imports, templates, connections
     (d_time, page), (a_time, page_all), (c_time, report) = interleaved_best(
@@ -146,15 +92,9 @@ def main() -> int:
     assert isinstance(page, bytes) and isinstance(page_all, bytes) and isinstance(report, dict)
     rows = page.count(b'<tr class="ti-index"')
     rows_all = page_all.count(b'<tr class="ti-index"')
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        version = cursor.fetchone()[0]
     ratio = d_time / c_time
     print()
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    )
-    print(f"PostgreSQL {version}; {len(schemas) * 8} tenant tables in {len(schemas)} schemas")
+    _common.print_setting(f"{len(schemas) * 8} tenant tables in {len(schemas)} schemas")
     print(
         f"check_tenant_indexes: {len(report['indexes'])} declared indexes, "
         f"status {report['status']}"

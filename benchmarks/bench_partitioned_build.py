@@ -22,24 +22,11 @@ machine. Not part of the test run: timings depend on the machine.
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import threading
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench_online_build import machine, nearest_rank
+import _common
 
 TABLE = "bench_events"
 INDEX_NAME = "bench_events_tenant_status"
-
-
-def configure() -> None:
-    from _django import configure as configure_django
-
-    configure_django("tenant_indexes_bench_parts", TENANT_INDEXES={"BUILD_PROGRESS": "off"})
 
 
 def load_rows(rows: int, partitions: int, tenants: int) -> None:
@@ -64,33 +51,6 @@ def load_rows(rows: int, partitions: int, tenants: int) -> None:
             [tenants, rows],
         )
         cursor.execute(f"ANALYZE {TABLE}")
-
-
-class Writer(threading.Thread):
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.stop_event = threading.Event()
-        self.ready = threading.Event()
-        self.latencies: list[tuple[float, float]] = []
-
-    def run(self) -> None:
-        from django.db import connections
-
-        connection = connections["default"]
-        with connection.cursor() as cursor:
-            self.ready.set()
-            n = 0
-            while not self.stop_event.is_set():
-                n += 1
-                started = time.perf_counter()
-                cursor.execute(
-                    f"INSERT INTO {TABLE} (tenant_id, status, payload) VALUES (%s, 'open', 'w')",
-                    [1 + n % 997],
-                )
-                finished = time.perf_counter()
-                self.latencies.append((finished, finished - started))
-                time.sleep(0.002)
-        connection.close()
 
 
 def event_model():
@@ -118,36 +78,12 @@ def event_model():
 
 
 def build_once(way: str, model) -> dict[str, float]:
-    from django.db import connection
-
-    from tenant_indexes.build import build_index_concurrently
-
     (index,) = model._meta.indexes
-    with connection.cursor() as cursor:
-        cursor.execute(f'DROP INDEX IF EXISTS "{INDEX_NAME}"')
-    writer = Writer()
-    writer.start()
-    writer.ready.wait(10)
-    time.sleep(0.5)
-    started = time.perf_counter()
-    with connection.schema_editor(atomic=False) as editor:
-        if way == "plain":
-            editor.add_index(model, index)
-        else:
-            build_index_concurrently(editor, model, index)
-    finished = time.perf_counter()
-    time.sleep(0.3)
-    writer.stop_event.set()
-    writer.join(30)
-    during = [lat for at, lat in writer.latencies if started <= at <= finished + 0.05]
-    stalls = [lat for at, lat in writer.latencies if at >= started]
-    return {
-        "build_s": finished - started,
-        "max_stall_ms": max(stalls) * 1000 if stalls else float("nan"),
-        "median_ms": statistics.median(during) * 1000 if during else float("nan"),
-        "p99_ms": nearest_rank(during, 0.99) * 1000 if during else float("nan"),
-        "inserts_during": len(during),
-    }
+    writer = _common.Writer(
+        f"INSERT INTO {TABLE} (tenant_id, status, payload) VALUES (%s, 'open', 'w')",
+        lambda n: [1 + n % 997],
+    )
+    return _common.build_under_writer(way, model, index, writer)
 
 
 def main() -> None:
@@ -157,15 +93,10 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    configure()
-    from django.db import connection
-
+    _common.configure("tenant_indexes_bench_parts", TENANT_INDEXES=_common.QUIET_BUILDS)
     load_rows(args.rows, args.partitions, args.tenants)
     model = event_model()
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        version = cursor.fetchone()[0]
-    print(f"Machine: {machine()}; PostgreSQL {version}")
+    print(f"Machine: {_common.machine()}; PostgreSQL {_common.server_version()}")
     print(
         f"{TABLE}: {args.rows:,} rows in {args.partitions} hash partitions over "
         f"{args.tenants:,} tenants; index {INDEX_NAME} (tenant_id, status)"
@@ -175,18 +106,7 @@ def main() -> None:
     for _ in range(args.repeat):
         for way in results:
             results[way].append(build_once(way, model))
-    print(
-        f"{'way':<8}{'build s':>9}{'longest stall ms':>18}{'median ms':>11}{'p99 ms':>9}"
-        f"{'inserts during build':>22}"
-    )
-    summary: dict[str, dict[str, float]] = {}
-    for way, runs in results.items():
-        summary[way] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        s = summary[way]
-        print(
-            f"{way:<8}{s['build_s']:>9.2f}{s['max_stall_ms']:>18.1f}{s['median_ms']:>11.2f}"
-            f"{s['p99_ms']:>9.2f}{int(s['inserts_during']):>22,}"
-        )
+    summary = _common.print_builds(results)
     plain, ours = summary["plain"], summary["ours"]
     print(
         f"ours/plain build time: {ours['build_s'] / plain['build_s']:.2f}x (target <= 2x); "

@@ -24,25 +24,14 @@ Not part of the test run: timings depend on the machine.
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import platform
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _common
 
 TABLE = "bench_items"
 APP = "bench_safe"
-
-
-def configure() -> None:
-    from _django import configure as configure_django
-
-    configure_django("tenant_indexes_bench_safe", TENANT_INDEXES={"BUILD_PROGRESS": "off"})
 
 
 def states() -> list[Any]:
@@ -139,38 +128,29 @@ class Observed:
 
     def __init__(self) -> None:
         self.stop = threading.Event()
-        self.latencies: list[tuple[float, float]] = []
+        self.writer = _common.Writer(
+            f"INSERT INTO {TABLE} (tenant_id, status, code) VALUES (md5('1')::uuid, 'open', 'w')",
+            pace=0.0,
+        )
         self.unindexed_s = 0.0
-        self.threads = [
-            threading.Thread(target=self._write, daemon=True),
-            threading.Thread(target=self._sample, daemon=True),
-        ]
+        self.sampler = threading.Thread(target=self._sample, daemon=True)
 
     def __enter__(self) -> Observed:
-        for thread in self.threads:
-            thread.start()
+        self.writer.start()
+        self.sampler.start()
         time.sleep(0.5)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         time.sleep(0.3)
+        self.writer.stop()
         self.stop.set()
-        for thread in self.threads:
-            thread.join(60)
+        self.sampler.join(60)
 
-    def _write(self) -> None:
-        from django.db import connections
-
-        conn = connections.create_connection("default")
-        with conn.cursor() as cursor:
-            while not self.stop.is_set():
-                began = time.perf_counter()
-                cursor.execute(
-                    f"INSERT INTO {TABLE} (tenant_id, status, code)"
-                    " VALUES (md5('1')::uuid, 'open', 'w')"
-                )
-                self.latencies.append((began, time.perf_counter() - began))
-        conn.close()
+    @property
+    def latencies(self) -> list[tuple[float, float]]:
+        """(began, seconds) of each insert."""
+        return [(began, end - began) for began, end in self.writer.inserts]
 
     def _sample(self) -> None:
         from django.db import connections
@@ -192,11 +172,6 @@ class Observed:
                 last = now
                 time.sleep(0.005)
         conn.close()
-
-
-def nearest_rank(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)] if ordered else float("nan")
 
 
 def run_way(way: str, rows: int, tenants: int) -> list[dict[str, Any]]:
@@ -230,23 +205,11 @@ def run_way(way: str, rows: int, tenants: int) -> list[dict[str, Any]]:
                 ),
                 "seconds": finished - started,
                 "longest_ms": max(stalls, default=float("nan")) * 1000,
-                "p99_ms": nearest_rank(stalls, 0.99) * 1000,
+                "p99_ms": _common.nearest_rank(stalls, 0.99) * 1000,
                 "unindexed_s": observed.unindexed_s,
             }
         )
     return results
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main() -> None:
@@ -254,14 +217,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--tenants", type=int, default=1_000)
     args = parser.parse_args()
-    configure()
+    _common.configure("tenant_indexes_bench_safe", TENANT_INDEXES=_common.QUIET_BUILDS)
     import django
-    from django.db import connection
 
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        version = cursor.fetchone()[0]
-    print(f"Machine: {machine()}; PostgreSQL {version}; Django {django.get_version()}")
+    version = _common.server_version()
+    print(f"Machine: {_common.machine()}; PostgreSQL {version}; Django {django.get_version()}")
     print(f"{TABLE}: {args.rows:,} rows over {args.tenants:,} tenants; a writer inserting one")
     print("row per transaction; * = operation in an atomic = False migration")
     results = run_way("plain", args.rows, args.tenants) + run_way("safe", args.rows, args.tenants)

@@ -19,36 +19,33 @@ valid index is not suggested.
 With the ``hypopg`` extension each candidate is measured as a hypothetical index: the
 statements' plan cost before and after, for the typical and the largest tenant; a candidate
 that no plan uses is dropped. Without it the advice is marked unverified.
-``verify_by_building=True`` builds each candidate for real (``CREATE INDEX CONCURRENTLY``),
-measures the plans and the execution time of its ``SELECT`` statements, then drops it
-concurrently: for a non-production database only.
+``verify_by_building=True`` builds each candidate for real instead, for a non-production
+database only. Both ways of verifying live in :mod:`tenant_indexes.verification`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from django.db import connections
 
+from . import verification
 from .advice import (
     ENABLE_EXTENSION_LINE,
     ENABLE_PRELOAD_LINE,
     MAX_STATEMENTS,
-    MIN_COST_RATIO,
     AdvisorReport,
     AdvisorUnavailable,
-    Measurement,
     PlanFacts,
     Statement,
     Suggestion,
 )
 from .declared import TenantTable, declared_tenant_tables
 from .findings import W_ADVISOR_UNAVAILABLE, Finding, Level
-from .reads import bounded_read, check_timeouts, first_error_line, plan_nodes
+from .reads import bounded_read, check_timeouts, first_error_line
 from .sql import quote_identifier
 from .statements import (
     _LIVE_INDEXES_SQL,
@@ -160,7 +157,7 @@ def suggest_tenant_indexes(
     suggestions = _suggest(using, tables, statements, int(version), notes)
     hypopg = bool(has_hypopg)
     if suggestions and verify_by_building:
-        built = [_verify_by_building(using, s, int(version)) for s in suggestions]
+        built = [verification.verify_by_building(using, s, int(version)) for s in suggestions]
         suggestions = [s for s in built if any(m.uses_index for m in s.measurements)]
         notes += [
             f"not suggested: ({', '.join(s.columns)}) on {s.table} was built and not used"
@@ -168,7 +165,7 @@ def suggest_tenant_indexes(
             if s not in suggestions
         ]
     elif suggestions and hypopg:
-        suggestions = _verify_with_hypopg(using, suggestions, int(version), notes)
+        suggestions = verification.verify_with_hypopg(using, suggestions, int(version), notes)
     elif suggestions:
         notes.append(
             "unverified: the hypopg extension is not installed"
@@ -211,12 +208,7 @@ def _suggest(
         where: str | tuple[str, str] = (schema, name) if schema else name
         tenants[name] = representative_tenants(using, where, tables[name].tenant_column)
     with bounded_read(using) as cursor:
-        cursor.execute(
-            "SELECT set_config('statement_timeout', %s, true),"
-            " set_config('lock_timeout', %s, true),"
-            " set_config('plan_cache_mode', 'force_custom_plan', true)",
-            check_timeouts(),
-        )
+        verification.planning_session(cursor)
         names = sorted({s.table for s in statements})
         cursor.execute(_LIVE_INDEXES_SQL, [[quote_identifier(n) for n in names]])
         for table, index, keys, valid, partial, method in cursor.fetchall():
@@ -367,145 +359,6 @@ def _merge(candidates: Sequence[_Candidate]) -> list[_Candidate]:
             home.statements.extend(c.statements)
             home.reasons.extend(c.reasons)
     return kept
-
-
-def _index_sql(suggestion: Suggestion, name: str, concurrently: bool = False) -> str:
-    keys = ", ".join(
-        quote_identifier(col) + (" DESC" if field.startswith("-") else "")
-        for col, field in zip(suggestion.columns, ("", *suggestion.fields), strict=True)
-    )
-    how = "CONCURRENTLY " if concurrently else ""
-    table = quote_identifier(suggestion.table)
-    return f"CREATE INDEX {how}{quote_identifier(name)} ON {table} ({keys})"
-
-
-def _measure_all(
-    cursor: Any,
-    version: int,
-    suggestion: Suggestion,
-    tenants: tuple[str | None, str | None],
-    index_marker: str | None,
-    analyze: bool,
-) -> dict[tuple[int, str], tuple[float, float | None, bool]]:
-    """Per (statement, tenant role): plan cost, measured ms (``analyze`` and a SELECT only),
-    and whether the plan scans an index whose name contains ``index_marker``."""
-    from django.apps import apps
-
-    planner = _Planner(cursor, version)
-    model = apps.get_model(suggestion.model)
-    columns = [f.column for f in model._meta.concrete_fields]
-    out: dict[tuple[int, str], tuple[float, float | None, bool]] = {}
-    for statement in suggestion.statements:
-        preds = _predicates(statement.query, statement.table, columns)
-        for role, tenant in zip(("typical", "largest"), tenants, strict=True):
-            if tenant is None:
-                continue
-            select = analyze and statement.query.lstrip().upper().startswith("SELECT")
-            plan = planner.plan(statement, preds, tenant, analyze=select)
-            uses = index_marker is not None and any(
-                index_marker in (n.get("Index Name") or "") for n in plan_nodes(plan)
-            )
-            ms = plan.get("Execution Time") if select else None
-            out[(statement.queryid, role)] = (float(plan["Total Cost"]), ms, uses)
-    return out
-
-
-def _measurements(
-    suggestion: Suggestion,
-    tenants: tuple[str | None, str | None],
-    before: dict[tuple[int, str], tuple[float, float | None, bool]],
-    after: dict[tuple[int, str], tuple[float, float | None, bool]],
-) -> tuple[Measurement, ...]:
-    result = []
-    for (queryid, role), (cost_before, ms_before, _) in before.items():
-        cost_after, ms_after, uses = after[(queryid, role)]
-        tenant = tenants[0] if role == "typical" else tenants[1]
-        result.append(
-            Measurement(
-                queryid, tenant or "", role, cost_before, cost_after, uses, ms_before, ms_after
-            )
-        )
-    return tuple(result)
-
-
-def _tenants_for(using: str, suggestion: Suggestion) -> tuple[str | None, str | None]:
-    """The typical and the largest tenant of the suggestion's table."""
-    return representative_tenants(using, suggestion.table, suggestion.columns[0])
-
-
-def _verify_with_hypopg(
-    using: str, suggestions: Sequence[Suggestion], version: int, notes: list[str]
-) -> list[Suggestion]:
-    """Measure each suggestion as a hypothetical index; keep those the plans use and gain from."""
-    verified = []
-    tenants = {s.table: _tenants_for(using, s) for s in suggestions}
-    with bounded_read(using) as cursor:
-        cursor.execute(
-            "SELECT set_config('statement_timeout', %s, true),"
-            " set_config('lock_timeout', %s, true),"
-            " set_config('plan_cache_mode', 'force_custom_plan', true)",
-            check_timeouts(),
-        )
-        for suggestion in suggestions:
-            pair = tenants[suggestion.table]
-            cursor.execute("SELECT hypopg_reset()")
-            before = _measure_all(cursor, version, suggestion, pair, None, False)
-            cursor.execute(
-                "SELECT indexrelid, hypopg_relation_size(indexrelid) FROM hypopg_create_index(%s)",
-                [_index_sql(suggestion, suggestion.name)],
-            )
-            oid, size = cursor.fetchone()
-            after = _measure_all(cursor, version, suggestion, pair, f"<{oid}>", False)
-            cursor.execute("SELECT hypopg_reset()")
-            measurements = _measurements(suggestion, pair, before, after)
-            if not any(m.uses_index and m.ratio >= MIN_COST_RATIO for m in measurements):
-                best = max((m.ratio for m in measurements if m.uses_index), default=None)
-                notes.append(
-                    f"not suggested: ({', '.join(suggestion.columns)}) on {suggestion.table}"
-                    + (
-                        " is not used by the plans as a hypothetical index"
-                        if best is None
-                        else f" cuts the plan cost only {best:.2f}x"
-                    )
-                )
-                continue
-            verified.append(
-                _replace(
-                    suggestion,
-                    verification="hypopg",
-                    measurements=measurements,
-                    estimated_bytes=int(size) if size else suggestion.estimated_bytes,
-                )
-            )
-    return verified
-
-
-def _replace(suggestion: Suggestion, **changes: Any) -> Suggestion:
-    return dataclasses.replace(suggestion, **changes)
-
-
-def _verify_by_building(using: str, suggestion: Suggestion, version: int) -> Suggestion:
-    """Build the index concurrently under a temporary name, measure, drop it concurrently."""
-    connection = connections[using]
-    pair = _tenants_for(using, suggestion)
-    name = f"ti_advisor_{hashlib.sha1(suggestion.name.encode()).hexdigest()[:12]}"
-
-    def measure(marker: str | None) -> dict[tuple[int, str], tuple[float, float | None, bool]]:
-        with bounded_read(using) as cursor:
-            cursor.execute("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
-            return _measure_all(cursor, version, suggestion, pair, marker, True)
-
-    before = measure(None)
-    connection.ensure_connection()
-    with connection.cursor() as cursor:
-        cursor.execute(_index_sql(suggestion, name, concurrently=True))
-    try:
-        after = measure(name)
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {quote_identifier(name)}")
-    measurements = _measurements(suggestion, pair, before, after)
-    return _replace(suggestion, verification="built", measurements=measurements)
 
 
 # In check_tenant_indexes, when asked

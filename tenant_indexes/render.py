@@ -7,7 +7,7 @@ Machine formats carry no colour; text is coloured through a Django ``Style`` (th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.core.management.color import no_style
@@ -64,15 +64,7 @@ def render_text(report: HealthReport, style: Any = None) -> str:
         The text, ending with a newline.
     """
     style = style or no_style()
-    lines: list[str] = []
-    for db in report.databases:
-        if db.error:
-            lines.append(_paint(style, "ERROR", f"{db.alias}: could not check: {db.error}"))
-        else:
-            lines.append(
-                f"{db.alias}: {db.vendor} {db.server_version}, {db.tables} tenant table(s) "
-                f"checked in {db.duration_seconds * 1000:.0f} ms"
-            )
+    lines = _database_lines(style, report.databases, "check", _checked_line)
     if report.indexes:
         headers = ("DATABASE", "TABLE", "INDEX", "COLUMNS", "STATUS")
         rows = [
@@ -209,13 +201,37 @@ def render_prometheus(report: HealthReport) -> str:
 # The usage report of tenant_index_stats.
 
 
-def _size(size_bytes: int) -> str:
+def human_size(size_bytes: int, byte_unit: str = "B") -> str:
+    """``size_bytes`` in the largest of bytes, kB, MB and GB that keeps it under 1024."""
     value = float(size_bytes)
-    for unit in ("B", "kB", "MB", "GB"):
+    for unit in (byte_unit, "kB", "MB", "GB"):
         if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+            return f"{value:.0f} {unit}" if unit == byte_unit else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{size_bytes} B"  # pragma: no cover
+    return f"{size_bytes} {byte_unit}"  # pragma: no cover
+
+
+def _database_lines(
+    style: Any, databases: Sequence[Any], verb: str, describe: Callable[[Any], str]
+) -> list[str]:
+    """A line per database: ``describe(db)``, or in red why it could not be read."""
+    return [
+        _paint(style, "ERROR", f"{db.alias}: could not {verb}: {db.error}")
+        if db.error
+        else describe(db)
+        for db in databases
+    ]
+
+
+def _checked_line(db: Any) -> str:
+    return (
+        f"{db.alias}: {db.vendor} {db.server_version}, {db.tables} tenant table(s) "
+        f"checked in {db.duration_seconds * 1000:.0f} ms"
+    )
+
+
+def _read_line(db: Any) -> str:
+    return f"{db.alias}: {db.vendor} {db.server_version}, {db.tables} table(s)"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -227,22 +243,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def render_usage_text(report: Any, style: Any = None) -> str:
-    """A :class:`~tenant_indexes.usage.UsageReport` as readable tables.
-
-    Args:
-        report: the usage report.
-        style: a Django ``Style``; ``None`` for no colour.
-
-    Returns:
-        The text, ending with a newline.
-    """
+    """A :class:`~tenant_indexes.usage.UsageReport` (``report``) as readable tables, coloured
+    with a Django ``Style`` when ``style`` is given; the text ends with a newline."""
     style = style or no_style()
-    lines: list[str] = []
-    for db in report.databases:
-        if db.error:
-            lines.append(_paint(style, "ERROR", f"{db.alias}: could not read: {db.error}"))
-        else:
-            lines.append(f"{db.alias}: {db.vendor} {db.server_version}, {db.tables} table(s)")
+    lines = _database_lines(style, report.databases, "read", _read_line)
     for age in report.statistics:
         days = age.age.total_seconds() / 86400
         young = age.age < report.stats_min_age
@@ -259,7 +263,7 @@ def render_usage_text(report: Any, style: Any = None) -> str:
             (
                 f"{s.index.schema}.{s.index.table}",
                 s.index.name,
-                _size(s.index.known_size_bytes),
+                human_size(s.index.known_size_bytes),
                 str(s.idx_scan),
                 str(s.idx_tup_read),
                 str(s.idx_tup_fetch),
@@ -299,7 +303,7 @@ def render_usage_text(report: Any, style: Any = None) -> str:
                 (
                     f"{t.schema}.{t.table}",
                     str(t.n_live_tup),
-                    _size(t.total_bytes),
+                    human_size(t.total_bytes),
                     str(t.seq_scan),
                     str(t.idx_scan),
                     f"{share:.0%}" if share is not None else "-",
@@ -325,7 +329,7 @@ def render_usage_text(report: Any, style: Any = None) -> str:
                 str(h.segments),
                 "-"
                 if h.size_growth_per_day is None
-                else f"{_size(int(h.size_growth_per_day))}/day",
+                else f"{human_size(int(h.size_growth_per_day))}/day",
             )
             for h in report.history
         ]

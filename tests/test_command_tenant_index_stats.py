@@ -136,12 +136,32 @@ def test_stats__bad_input_exits_2_with_a_message(args: list[str], message: str) 
     assert message in str(e.value)
 
 
+def _add_tenants(cursor: Any, count: int) -> Any:
+    """``count`` tenants, ``t1`` to ``t<count>``; the id of ``t1``."""
+    cursor.execute(
+        "INSERT INTO tenants (id, name, slug, created_at) "
+        "SELECT gen_random_uuid(), 't' || g, 't' || g, now() FROM generate_series(1, %s) g",
+        [count],
+    )
+    cursor.execute("SELECT id FROM tenants WHERE slug = 't1'")
+    return cursor.fetchone()[0]
+
+
+def _explain_without_the_files_tenant_index() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Drop ``files``' tenant index, analyse, run ``--explain``: the document, its tables."""
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX idx_files_tenant_id")
+        cursor.execute("ANALYZE files")
+        cursor.execute("ANALYZE users")
+    with override_settings(TENANT_INDEXES={"SEQ_SCAN_MIN_ROWS": 1000}):
+        _, doc = _json("--database", "default", "--explain", "tenant_indexes_helpdesk")
+    return doc, {t["table"]: t for t in doc["tables"]}
+
+
 @pytest.mark.django_db
 def test_stats__explain_flags_a_large_table_without_a_tenant_index() -> None:
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO tenants (id, name, slug, created_at) "
-                       "SELECT gen_random_uuid(), 't' || g, 't' || g, now() "
-                       "FROM generate_series(1, 50) g")  # fmt: skip
+        _add_tenants(cursor, 50)
         cursor.execute(
             "INSERT INTO files (tenant_id, name, size, content_type, storage_key, created_at) "
             "SELECT t.id, 'f', 1, 'text/plain', t.id::text || '/' || g, now() "
@@ -152,12 +172,7 @@ def test_stats__explain_flags_a_large_table_without_a_tenant_index() -> None:
             "SELECT t.id, g || '@x', '', 'agent', true, now() "
             "FROM tenants t CROSS JOIN generate_series(1, 100) g"
         )
-        cursor.execute("DROP INDEX idx_files_tenant_id")
-        cursor.execute("ANALYZE files")
-        cursor.execute("ANALYZE users")
-    with override_settings(TENANT_INDEXES={"SEQ_SCAN_MIN_ROWS": 1000}):
-        _, doc = _json("--database", "default", "--explain", "tenant_indexes_helpdesk")
-    tables = {t["table"]: t for t in doc["tables"]}
+    doc, tables = _explain_without_the_files_tenant_index()
     with connection.cursor() as cursor:  # the EXPLAIN asked about a real tenant of the table
         cursor.execute(
             "SELECT count(*) FROM files WHERE tenant_id = %s",
@@ -202,11 +217,7 @@ def test_stats__explain_asks_about_a_typical_tenant_not_the_dominant_one() -> No
     """The dominant tenant's rows come first on disk; a seq scan is right for it, so EXPLAIN
     must ask about a tenant of the long tail (outside pg_stats.most_common_vals)."""
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO tenants (id, name, slug, created_at) "
-                       "SELECT gen_random_uuid(), 't' || g, 't' || g, now() "
-                       "FROM generate_series(1, 200) g")  # fmt: skip
-        cursor.execute("SELECT id FROM tenants WHERE slug = 't1'")
-        (big,) = cursor.fetchone()
+        big = _add_tenants(cursor, 200)
         cursor.execute(
             "INSERT INTO users (tenant_id, email, name, role, is_active, created_at) "
             "SELECT %s, g || '@x', '', 'agent', true, now() FROM generate_series(1, 20000) g",
@@ -234,11 +245,7 @@ def test_stats__explain_skew_flags_only_the_typical_tenant_without_an_index() ->
     uses idx_users_tenant_id: nothing to flag. On files the tenant index is gone, so the
     typical tenant's plan reads the whole table: W011 for files only."""
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO tenants (id, name, slug, created_at) "
-                       "SELECT gen_random_uuid(), 't' || g, 't' || g, now() "
-                       "FROM generate_series(1, 300) g")  # fmt: skip
-        cursor.execute("SELECT id FROM tenants WHERE slug = 't1'")
-        (big,) = cursor.fetchone()
+        big = _add_tenants(cursor, 300)
         for table, columns, values in (
             ("users", "email, name, role, is_active", "g || '@x', '', 'agent', true"),
             (
@@ -258,12 +265,7 @@ def test_stats__explain_skew_flags_only_the_typical_tenant_without_an_index() ->
                 "FROM tenants t CROSS JOIN generate_series(1, 10) g WHERE t.id <> %s",
                 [big],
             )
-        cursor.execute("DROP INDEX idx_files_tenant_id")
-        cursor.execute("ANALYZE users")
-        cursor.execute("ANALYZE files")
-    with override_settings(TENANT_INDEXES={"SEQ_SCAN_MIN_ROWS": 1000}):
-        _, doc = _json("--database", "default", "--explain", "tenant_indexes_helpdesk")
-    tables = {t["table"]: t for t in doc["tables"]}
+    doc, tables = _explain_without_the_files_tenant_index()
     users, files = tables["users"], tables["files"]
     assert users["explain_largest"]["tenant"] == str(big)
     assert users["explain_largest"]["share"] > 0.8

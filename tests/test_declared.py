@@ -9,17 +9,9 @@ from django.test.utils import isolate_apps
 
 from tenant_indexes import TenantForeignKey, TenantIndex
 from tenant_indexes.declared import declared_tenant_tables, tenant_table_for_model
+from tests.support.helpdesk import HELPDESK_TABLES
 
-SEED_TABLES = {
-    "customers",
-    "users",
-    "tickets",
-    "messages",
-    "files",
-    "integration_credentials",
-    "audit_logs",
-    "tenant_usage_metrics",
-}
+SEED_TABLES = set(HELPDESK_TABLES) - {"tenants"}  # the tenant-scoped ones
 
 
 class NoTestappRouter:

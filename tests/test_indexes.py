@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.apps import apps
 from django.db import connection, models
@@ -103,18 +105,28 @@ def test_tenant_index__explicit_names_may_reach_postgresql_limit() -> None:
     assert errors == []
 
 
+def tenant_model(name: str, tenant_field: str, column: str, *indexes: TenantIndex) -> Any:
+    """A model of ``tests.testapp`` (inside ``isolate_apps``) with a tenant foreign key called
+    ``tenant_field``, one text ``column`` and ``indexes``."""
+    meta = type("Meta", (), {"app_label": "testapp", "indexes": list(indexes)})
+    attrs = {
+        "__module__": __name__,
+        tenant_field: TenantForeignKey(Tenant),
+        column: models.CharField(max_length=100),
+        "Meta": meta,
+    }
+    return type(name, (models.Model,), attrs)
+
+
 @isolate_apps("tests.testapp")
 def test_tenant_index__finds_a_tenant_field_of_any_name() -> None:
-    class Project(models.Model):  # noqa: DJ008
-        organization = TenantForeignKey(Tenant)
-        status = models.CharField(max_length=16)
-
-        class Meta:
-            app_label = "testapp"
-            indexes = [
-                TenantIndex(fields=["status"], name="project_org_status"),
-                TenantIndex(fields=["-status"]),
-            ]
+    Project = tenant_model(
+        "Project",
+        "organization",
+        "status",
+        TenantIndex(fields=["status"], name="project_org_status"),
+        TenantIndex(fields=["-status"]),
+    )
 
     named, generated = Project._meta.indexes
     assert named.tenant_field == "organization"
@@ -132,13 +144,9 @@ def test_tenant_index__finds_a_tenant_field_of_any_name() -> None:
 
 @isolate_apps("tests.testapp")
 def test_tenant_index__expressions_lead_with_the_tenant_column() -> None:
-    class Member(models.Model):  # noqa: DJ008
-        account = TenantForeignKey(Tenant)
-        email = models.CharField(max_length=100)
-
-        class Meta:
-            app_label = "testapp"
-            indexes = [TenantIndex(Lower("email"), name="member_acct_email")]
+    Member = tenant_model(
+        "Member", "account", "email", TenantIndex(Lower("email"), name="member_acct_email")
+    )
 
     (index,) = Member._meta.indexes
     assert index.expressions == (F("account"), Lower("email"))
@@ -152,14 +160,12 @@ def test_tenant_index__expressions_lead_with_the_tenant_column() -> None:
 @isolate_apps("tests.testapp")
 def test_tenant_index__an_index_from_a_migration_meets_its_historical_model() -> None:
     """A migration's TenantIndex names no tenant field; the rendered model supplies it."""
-
-    class Project(models.Model):  # noqa: DJ008
-        organization = TenantForeignKey(Tenant)
-        status = models.CharField(max_length=16)
-
-        class Meta:
-            app_label = "testapp"
-            indexes = [TenantIndex(fields=["status"], name="project_org_status")]
+    Project = tenant_model(
+        "Project",
+        "organization",
+        "status",
+        TenantIndex(fields=["status"], name="project_org_status"),
+    )
 
     state = ProjectState()
     state.add_model(ModelState.from_model(Tenant))

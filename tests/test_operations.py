@@ -161,19 +161,33 @@ def test_migrate__drops_invalid_index_and_ccnew_leftover_then_rebuilds() -> None
             assert cursor.fetchone()[0] == 2
 
 
-@pytest.mark.django_db(transaction=True)
-def test_migrate__old_snapshot_makes_build_give_up_naming_the_blocker_and_leave_nothing() -> None:
-    with seed_indexes_unapplied(), other_session() as blocker:
+def _migrate_fast() -> None:
+    with override_settings(TENANT_INDEXES=FAST_GIVE_UP):
+        call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
+
+
+def _migrate_gives_up_behind(*statements: str) -> tuple[int, str]:
+    """Another session runs ``statements`` and stays open; ``migrate`` gives up behind it.
+    Returns that session's pid and the error's message."""
+    with other_session() as blocker:
         blocker_pid = run_sql(blocker, "SELECT pg_backend_pid()")[0][0]
-        run_sql(blocker, "BEGIN ISOLATION LEVEL REPEATABLE READ")
-        run_sql(blocker, "SELECT count(*) /* long report */ FROM tenants")
+        for sql in statements:
+            run_sql(blocker, sql)
         try:
-            with override_settings(TENANT_INDEXES=FAST_GIVE_UP):
-                with pytest.raises(LockWaitTimeoutError) as raised:
-                    call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
+            with pytest.raises(LockWaitTimeoutError) as raised:
+                _migrate_fast()
         finally:
             run_sql(blocker, "ROLLBACK")
-        message = str(raised.value)
+    return blocker_pid, str(raised.value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate__old_snapshot_makes_build_give_up_naming_the_blocker_and_leave_nothing() -> None:
+    with seed_indexes_unapplied():
+        blocker_pid, message = _migrate_gives_up_behind(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            "SELECT count(*) /* long report */ FROM tenants",
+        )
         assert f"pid {blocker_pid}" in message, message
         assert "long report" in message, message
         assert "after 2 lock waits of 300ms" in message
@@ -181,8 +195,7 @@ def test_migrate__old_snapshot_makes_build_give_up_naming_the_blocker_and_leave_
         assert invalid_indexes() == []
         assert not recorded("tenant_indexes_helpdesk", "0002_tenant_indexes")
         # The blocker has ended: the next run succeeds.
-        with override_settings(TENANT_INDEXES=FAST_GIVE_UP):
-            call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
+        _migrate_fast()
         assert recorded("tenant_indexes_helpdesk", "0002_tenant_indexes")
     all_seed_indexes_valid_and_unique()
 
@@ -190,24 +203,16 @@ def test_migrate__old_snapshot_makes_build_give_up_naming_the_blocker_and_leave_
 @pytest.mark.django_db(transaction=True)
 def test_migrate__open_writer_makes_build_give_up_and_next_run_heals() -> None:
     """A writer blocks the build and its cleanup alike: the message says what is left."""
-    with seed_indexes_unapplied(), other_session() as blocker:
-        blocker_pid = run_sql(blocker, "SELECT pg_backend_pid()")[0][0]
-        run_sql(blocker, "BEGIN")
-        run_sql(blocker, "UPDATE customers SET name = name /* bulk import */")
-        try:
-            with override_settings(TENANT_INDEXES=FAST_GIVE_UP):
-                with pytest.raises(LockWaitTimeoutError) as raised:
-                    call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
-        finally:
-            run_sql(blocker, "ROLLBACK")
-        message = str(raised.value)
+    with seed_indexes_unapplied():
+        blocker_pid, message = _migrate_gives_up_behind(
+            "BEGIN", "UPDATE customers SET name = name /* bulk import */"
+        )
         assert f"pid {blocker_pid}" in message and "bulk import" in message, message
         assert 'INVALID index "idx_customers_tenant_id"' in message, message
         assert "the next run drops it" in message
         assert invalid_indexes() == ["idx_customers_tenant_id"]
         assert not recorded("tenant_indexes_helpdesk", "0002_tenant_indexes")
-        with override_settings(TENANT_INDEXES=FAST_GIVE_UP):
-            call_command("migrate", "tenant_indexes_helpdesk", verbosity=0)
+        _migrate_fast()
     all_seed_indexes_valid_and_unique()
 
 

@@ -120,6 +120,27 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     return pytester
 
 
+@pytest.fixture
+def missing(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """The project migrated without its declared index (``migrations_missing``)."""
+    monkeypatch.setenv("TI_PLUGIN_MISSING", "1")
+    return project
+
+
+@pytest.fixture
+def missing_checked(missing: pytest.Pytester) -> pytest.Pytester:
+    """The same, with the plugin enabled in its conftest."""
+    missing.makeconftest(ENABLE)
+    return missing
+
+
+def _allow(project: pytest.Pytester, *entries: str) -> None:
+    project.makeini(
+        "[pytest]\nDJANGO_SETTINGS_MODULE = proj_settings\ntenant_indexes_allow =\n"
+        + "".join(f"    {entry}\n" for entry in entries)
+    )
+
+
 def _run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
     # A subprocess: Django's settings and app registry are per process, like a user's run.
     return project.runpytest_subprocess("-p", "no:cacheprovider", *args)
@@ -134,10 +155,9 @@ def test_plugin__healthy_project_passes(project: pytest.Pytester) -> None:
 
 
 def test_plugin__missing_index_fails_the_session_with_the_finding_and_hint(
-    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    missing_checked: pytest.Pytester,
 ) -> None:
-    monkeypatch.setenv("TI_PLUGIN_MISSING", "1")
-    project.makeconftest(ENABLE)
+    project = missing_checked
     result = _run(project)
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == 1, out
@@ -149,41 +169,25 @@ def test_plugin__missing_index_fails_the_session_with_the_finding_and_hint(
     assert "1 passed" not in out  # the session ended before the test ran
 
 
-def test_plugin__allow_listed_finding_passes(
-    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TI_PLUGIN_MISSING", "1")
-    project.makeconftest(ENABLE)
-    project.makeini(
-        "[pytest]\nDJANGO_SETTINGS_MODULE = proj_settings\n"
-        "tenant_indexes_allow =\n"
-        f"    E001:shop_orders.{INDEX}\n"
-        "    tenant_indexes.E004:shop_orders\n"
-    )
+def test_plugin__allow_listed_finding_passes(missing_checked: pytest.Pytester) -> None:
+    project = missing_checked
+    _allow(project, f"E001:shop_orders.{INDEX}", "tenant_indexes.E004:shop_orders")
     result = _run(project)
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=1)
 
 
-def test_plugin__allow_list_names_only_what_it_says(
-    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TI_PLUGIN_MISSING", "1")
-    project.makeconftest(ENABLE)
-    project.makeini(
-        "[pytest]\nDJANGO_SETTINGS_MODULE = proj_settings\n"
-        "tenant_indexes_allow =\n    E001:some_other_index\n    E004\n"
-    )
+def test_plugin__allow_list_names_only_what_it_says(missing_checked: pytest.Pytester) -> None:
+    project = missing_checked
+    _allow(project, "E001:some_other_index", "E004")
     result = _run(project)
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == 1, out
     assert "1 finding(s)" in out and "tenant_indexes.E001" in out
 
 
-def test_plugin__inert_without_opt_in_and_the_marker_opts_in(
-    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TI_PLUGIN_MISSING", "1")
+def test_plugin__inert_without_opt_in_and_the_marker_opts_in(missing: pytest.Pytester) -> None:
+    project = missing
     result = _run(project)  # installed, but no conftest line, marker or fixture
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=1)
@@ -202,9 +206,9 @@ def test_plugin__inert_without_opt_in_and_the_marker_opts_in(
 
 
 def test_plugin__report_fixture_returns_the_report_without_failing(
-    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    missing: pytest.Pytester,
 ) -> None:
-    monkeypatch.setenv("TI_PLUGIN_MISSING", "1")
+    project = missing
     project.makepyfile(
         test_report="""
         def test_report(tenant_indexes_report):

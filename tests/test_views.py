@@ -113,6 +113,33 @@ def silent_server() -> Iterator[int]:
         listener.close()
 
 
+@contextmanager
+def hung_database(
+    django_db_blocker: Any, settings: Any, *, connect_timeout: float, health_timeout: float
+) -> Iterator[None]:
+    """The view checks only the alias ``hung``, on a :func:`silent_server`, with a token."""
+    with (
+        django_db_blocker.unblock(),
+        silent_server() as port,
+        extra_alias("hung", HOST="127.0.0.1", PORT=str(port)),
+    ):
+        settings.TENANT_INDEXES = {
+            "HEALTH_TOKEN": TOKEN,
+            "HEALTH_DATABASES": ["hung"],
+            "HEALTH_CONNECT_TIMEOUT": connect_timeout,
+            "HEALTH_TIMEOUT": health_timeout,
+        }
+        yield
+
+
+def unknown(response: Any) -> dict[str, Any]:
+    """The document of a 503 answer with status "unknown"."""
+    assert response.status_code == 503
+    document: dict[str, Any] = response.json()
+    assert document["status"] == "unknown"
+    return document
+
+
 def closed_port() -> int:
     """A local port nothing listens on (bound, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -496,21 +523,9 @@ def test_down_database__hung_server_is_cut_off_by_the_connect_timeout(
     client: Any, settings: Any, django_db_blocker: Any
 ) -> None:
     """A server that accepts TCP and never answers: libpq gives up after connect_timeout."""
-    with (
-        django_db_blocker.unblock(),
-        silent_server() as port,
-        extra_alias("hung", HOST="127.0.0.1", PORT=str(port)),
-    ):
-        settings.TENANT_INDEXES = {
-            "HEALTH_TOKEN": TOKEN,
-            "HEALTH_DATABASES": ["hung"],
-            "HEALTH_CONNECT_TIMEOUT": 2,
-            "HEALTH_TIMEOUT": 10,
-        }
+    with hung_database(django_db_blocker, settings, connect_timeout=2, health_timeout=10):
         response = client.get(URL, **bearer())
-    assert response.status_code == 503
-    document = response.json()
-    assert document["status"] == "unknown"
+    document = unknown(response)
     assert "timeout" in document["databases"][0]["error"], document["databases"]
     # libpq's connect timeout ended it, not the probe's 10 s wall clock (which reports E101).
     assert E_PROBE_FAILED not in [f["id"] for f in document["findings"]]
@@ -522,25 +537,13 @@ def test_down_database__wall_clock_bound_frees_the_worker(
     """Even if a pass hangs past its timeouts, the request answers at HEALTH_TIMEOUT; the
     abandoned pass blocks new ones until it ends, so passes never pile up."""
     count_passes = install_pass_counter(monkeypatch)
-    with (
-        django_db_blocker.unblock(),
-        silent_server() as port,
-        extra_alias("hung", HOST="127.0.0.1", PORT=str(port)),
-    ):
-        settings.TENANT_INDEXES = {
-            "HEALTH_TOKEN": TOKEN,
-            "HEALTH_DATABASES": ["hung"],
-            # The abandoned pass outlives the block below; closing the server ends it.
-            "HEALTH_CONNECT_TIMEOUT": 30,
-            "HEALTH_TIMEOUT": 0.5,
-        }
+    # The abandoned pass outlives the block below; closing the server ends it.
+    with hung_database(django_db_blocker, settings, connect_timeout=30, health_timeout=0.5):
         response = client.get(URL, **bearer())
         anonymous = client.get(URL)
         clear_health_cache()
         while_abandoned = client.get(URL, **bearer())
-    assert response.status_code == 503
-    document = response.json()
-    assert document["status"] == "unknown"
+    document = unknown(response)
     assert [f["id"] for f in document["findings"]] == [E_PROBE_FAILED]
     assert "0.5s" in document["findings"][0]["message"]  # the wall clock, not the 30 s connect
     assert anonymous.json() == {"status": "unknown"}  # the failure is cached like a result

@@ -202,6 +202,15 @@ class _Generator:
             next_id += n
         return starts
 
+    def _rows(self, counts: Sequence[int]) -> Iterator[tuple[int, int, str, int]]:
+        """Per row, tenant by tenant: its id (from 1), the tenant's index and id, and the row's
+        index within the tenant (``counts[t]`` rows for tenant ``t``)."""
+        next_id = 1
+        for t, n in enumerate(counts):
+            for i in range(n):
+                yield next_id, t, self.tenant_ids[t], i
+                next_id += 1
+
     def _interleaved_tenants(self, counts: Sequence[int]) -> list[int]:
         order = [t for t, n in enumerate(counts) for _ in range(n)]
         self.rng.shuffle(order)
@@ -213,33 +222,30 @@ class _Generator:
             yield f"{tid}\t{company.title()} {t}\t{company}-{t}\t{_ts(t * 60)}\n"
 
     def users(self) -> Iterator[str]:
-        rng, next_id = self.rng, 1
-        for t, n in enumerate(self.users_of):
-            tid = self.tenant_ids[t]
-            for i in range(n):
-                first, last = rng.choice(_FIRST), rng.choice(_LAST)
-                role = "admin" if i == 0 else rng.choice(_ROLES)
-                active = "f" if rng.random() < 0.05 else "t"
-                yield (
-                    f"{next_id}\t{tid}\t{first}.{last}.{i}@tenant{t}.example\t"
-                    f"{first.title()} {last.title()}\t{role}\t{active}\t"
-                    f"{_ts(t * 60 + i)}\n"
-                )
-                next_id += 1
+        rng = self.rng
+        for next_id, t, tid, i in self._rows(self.users_of):
+            first, last = rng.choice(_FIRST), rng.choice(_LAST)
+            role = "admin" if i == 0 else rng.choice(_ROLES)
+            active = "f" if rng.random() < 0.05 else "t"
+            yield (
+                f"{next_id}\t{tid}\t{first}.{last}.{i}@tenant{t}.example\t"
+                f"{first.title()} {last.title()}\t{role}\t{active}\t"
+                f"{_ts(t * 60 + i)}\n"
+            )
 
     def customers(self) -> Iterator[str]:
-        rng, next_id = self.rng, 1
-        for t, n in enumerate(self.customers_of):
-            tid = self.tenant_ids[t]
-            statuses = rng.choices(_CUSTOMER_STATUS, _CUSTOMER_STATUS_WEIGHTS, k=n)
-            for i in range(n):
-                first, last = rng.choice(_FIRST), rng.choice(_LAST)
-                yield (
-                    f"{next_id}\t{tid}\t{first.title()} {last.title()}\t"
-                    f"{first}{i}@customer{t}.example\t{statuses[i]}\t"
-                    f"{_ts(rng.randrange(SPAN_SECONDS))}\n"
+        rng = self.rng
+        for next_id, t, tid, i in self._rows(self.customers_of):
+            if i == 0:  # every tenant has a customer; its statuses are drawn first
+                statuses = rng.choices(
+                    _CUSTOMER_STATUS, _CUSTOMER_STATUS_WEIGHTS, k=self.customers_of[t]
                 )
-                next_id += 1
+            first, last = rng.choice(_FIRST), rng.choice(_LAST)
+            yield (
+                f"{next_id}\t{tid}\t{first.title()} {last.title()}\t"
+                f"{first}{i}@customer{t}.example\t{statuses[i]}\t"
+                f"{_ts(rng.randrange(SPAN_SECONDS))}\n"
+            )
 
     def tickets(self) -> Iterator[str]:
         rng = self.rng
@@ -279,31 +285,28 @@ class _Generator:
                 next_id += 1
 
     def files(self) -> Iterator[str]:
-        rng, next_id = self.rng, 1
-        for t, n in enumerate(self.files_of):
-            tid = self.tenant_ids[t]
-            for _ in range(n):
-                content_type = rng.choice(_CONTENT_TYPES)
-                extension = content_type.rsplit("/", 1)[1]
-                yield (
-                    f"{next_id}\t{tid}\t{rng.choice(_WORDS)}-{next_id}.{extension}\t"
-                    f"{rng.randrange(1_000, 50_000_000)}\t{content_type}\t"
-                    f"tenants/{tid}/files/{next_id}\t{_ts(rng.randrange(SPAN_SECONDS))}\n"
-                )
-                next_id += 1
+        rng = self.rng
+        for next_id, _, tid, _ in self._rows(self.files_of):
+            content_type = rng.choice(_CONTENT_TYPES)
+            extension = content_type.rsplit("/", 1)[1]
+            yield (
+                f"{next_id}\t{tid}\t{rng.choice(_WORDS)}-{next_id}.{extension}\t"
+                f"{rng.randrange(1_000, 50_000_000)}\t{content_type}\t"
+                f"tenants/{tid}/files/{next_id}\t{_ts(rng.randrange(SPAN_SECONDS))}\n"
+            )
 
     def integration_credentials(self) -> Iterator[str]:
-        rng, next_id = self.rng, 1
-        for t, n in enumerate(self.credentials_of):
-            tid = self.tenant_ids[t]
-            for provider in rng.sample(_PROVIDERS, n):
-                created = rng.randrange(SPAN_SECONDS)
-                rotated = _ts(created + 86400 * 30) if rng.random() < 0.5 else r"\N"
-                yield (
-                    f"{next_id}\t{tid}\t{provider}\t{provider} main\t"
-                    f"vault:secret/data/tenants/{tid}/{provider}\t{_ts(created)}\t{rotated}\n"
-                )
-                next_id += 1
+        rng = self.rng
+        for next_id, t, tid, i in self._rows(self.credentials_of):
+            if i == 0:  # every tenant has one to three; its providers are drawn first
+                providers = rng.sample(_PROVIDERS, self.credentials_of[t])
+            provider = providers[i]
+            created = rng.randrange(SPAN_SECONDS)
+            rotated = _ts(created + 86400 * 30) if rng.random() < 0.5 else r"\N"
+            yield (
+                f"{next_id}\t{tid}\t{provider}\t{provider} main\t"
+                f"vault:secret/data/tenants/{tid}/{provider}\t{_ts(created)}\t{rotated}\n"
+            )
 
     def audit_logs(self) -> Iterator[str]:
         # One audit log per ticket, interleaved across tenants like the tickets.
@@ -321,17 +324,15 @@ class _Generator:
             )
 
     def tenant_usage_metrics(self) -> Iterator[str]:
-        rng, next_id = self.rng, 1
-        for t in range(self.size.tenants):
-            tid = self.tenant_ids[t]
-            for month in range(METRIC_MONTHS):
-                for metric in _METRICS:
-                    value = rng.randrange(0, 10 * self.tickets_of[t] + 10)
-                    yield (
-                        f"{next_id}\t{tid}\t{metric}\t{value}\t"
-                        f"{_date(month * 30)}\t{_date(month * 30 + 29)}\n"
-                    )
-                    next_id += 1
+        rng = self.rng
+        per_tenant = [METRIC_MONTHS * len(_METRICS)] * self.size.tenants
+        for next_id, t, tid, i in self._rows(per_tenant):
+            month, metric = divmod(i, len(_METRICS))  # month by month, every metric
+            value = rng.randrange(0, 10 * self.tickets_of[t] + 10)
+            yield (
+                f"{next_id}\t{tid}\t{_METRICS[metric]}\t{value}\t"
+                f"{_date(month * 30)}\t{_date(month * 30 + 29)}\n"
+            )
 
 
 def _copy(

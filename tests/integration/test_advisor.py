@@ -166,10 +166,7 @@ def workload(request: Any, django_db_blocker: Any) -> Iterator[tuple[str, Cluste
             yield request.param, cluster
     finally:
         try:
-            connections[ALIAS].close()
-            del connections[ALIAS]
-            connections.settings.pop(ALIAS, None)
-            settings.DATABASES.pop(ALIAS, None)
+            _forget_alias(ALIAS)
         finally:
             cluster.destroy()
 
@@ -186,6 +183,16 @@ def _normalised(sql: str) -> str:
     """The text pg_stat_statements keeps: parameters as $1, $2, ..."""
     parts = sql.split("%s")
     return "".join(p + (f"${i}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
+
+
+def _forget_alias(alias: str) -> None:
+    """Close and remove a database alias a test added for itself."""
+    from django.conf import settings
+
+    connections[alias].close()
+    del connections[alias]
+    connections.settings.pop(alias, None)
+    settings.DATABASES.pop(alias, None)
 
 
 def test_advisor__finds_the_five_planted_problems_and_nothing_for_the_served(
@@ -321,10 +328,7 @@ def test_advisor__through_pgbouncer_in_transaction_mode_gives_the_same_answer(
                 stdout=out,
             )
         finally:
-            connections["advisor_pool"].close()
-            del connections["advisor_pool"]
-            connections.settings.pop("advisor_pool", None)
-            settings.DATABASES.pop("advisor_pool", None)
+            _forget_alias("advisor_pool")
     pooled = {(s["table"], tuple(s["columns"])) for s in json.loads(out.getvalue())["suggestions"]}
     assert pooled == direct == PLANTED
 
@@ -343,10 +347,7 @@ def test_advisor__not_loaded_exits_2_with_the_preload_line(django_db_blocker: An
         assert raised.value.returncode == 2
         assert "shared_preload_libraries = 'pg_stat_statements'" in str(raised.value)
     finally:
-        connections["plain"].close()
-        del connections["plain"]
-        connections.settings.pop("plain", None)
-        settings.DATABASES.pop("plain", None)
+        _forget_alias("plain")
         cluster.destroy()
 
 
@@ -377,10 +378,7 @@ def test_advisor__on_a_standby_says_what_to_do(django_db_blocker: Any) -> None:
         assert "standby" in message
         assert "shared_preload_libraries = 'pg_stat_statements'" in message
     finally:
-        connections["standby"].close()
-        del connections["standby"]
-        connections.settings.pop("standby", None)
-        settings.DATABASES.pop("standby", None)
+        _forget_alias("standby")
         pair.stop()
 
 

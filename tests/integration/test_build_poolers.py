@@ -12,9 +12,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,38 +23,18 @@ from tests.integration.test_concurrent_builders import ROWS
 from tests.integration.test_operations_killed import (
     DEADLINE,
     INDEX,
-    ROOT,
     SCENARIO_CONFIG,
-    TABLE,
     _index_state,
     _migrate,
 )
-from tests.support import dbapi
+from tests.support import dbapi, manage
 from tests.support.pgbouncer import pgbouncer
 
 
-def _env(entry: dict[str, Any]) -> dict[str, str]:
-    fields = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
-    db = {k: entry[k] for k in fields if k in entry}
-    db["DISABLE_SERVER_SIDE_CURSORS"] = True
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.scenario_settings",
-        "TENANT_INDEXES_SCENARIO_DB": json.dumps(db),
-        "TENANT_INDEXES_SCENARIO_CONFIG": json.dumps(SCENARIO_CONFIG),
-        "PYTHONWARNINGS": "ignore",
-    }
-
-
 def _run(entry: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=_env(entry),
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
+    options = {"OPTIONS": entry["OPTIONS"]} if "OPTIONS" in entry else {}
+    db = manage.database_entry(entry, **options, DISABLE_SERVER_SIDE_CURSORS=True)
+    return manage.run(manage.scenario_env(db, SCENARIO_CONFIG), *args, timeout=DEADLINE)
 
 
 def _client(entry: dict[str, Any]) -> dbapi.Session:
@@ -65,23 +43,8 @@ def _client(entry: dict[str, Any]) -> dbapi.Session:
 
 @pytest.fixture
 def table(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    with django_db_blocker.unblock():
-        code, out = _migrate("0001")
-        assert code == 0, out
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {TABLE} (tenant_id, n, payload) "
-                "SELECT ('00000000-0000-0000-0000-00000000000' || (g %% 10))::uuid, g, 'x' "
-                "FROM generate_series(1, %s) AS g",
-                [ROWS],
-            )
-        try:
-            yield
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
-                cursor.execute("DELETE FROM django_migrations WHERE app = 'killed_build'")
-            connection.close()
+    with django_db_blocker.unblock(), manage.killed_build_table(ROWS):
+        yield
 
 
 @pytest.mark.django_db(transaction=True)

@@ -27,10 +27,10 @@ from tests.integration.test_operations_killed import (
     _index_state,
     _Lines,
     _manage,
-    _migrate,
     _query,
     _wait_for,
 )
+from tests.support import manage
 
 ROUNDS = 10
 ROWS = 20_000
@@ -43,23 +43,8 @@ COMMANDS = {
 
 @pytest.fixture(scope="module")
 def small_table(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    with django_db_blocker.unblock():
-        code, out = _migrate("0001")
-        assert code == 0, out
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {TABLE} (tenant_id, n, payload) "
-                "SELECT ('00000000-0000-0000-0000-00000000000' || (g %% 10))::uuid, g, 'x' "
-                "FROM generate_series(1, %s) AS g",
-                [ROWS],
-            )
-        try:
-            yield
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
-                cursor.execute("DELETE FROM django_migrations WHERE app = 'killed_build'")
-            connection.close()
+    with django_db_blocker.unblock(), manage.killed_build_table(ROWS):
+        yield
 
 
 def _reset(start: str) -> None:

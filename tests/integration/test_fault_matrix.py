@@ -9,16 +9,11 @@ the system check framework (E009, exit 1).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
-from django.db import connection
 
-from tests.integration.test_operations_killed import DEADLINE, ROOT
+from tests.support import manage
 
 COMMANDS = {
     "check": ["check_tenant_indexes", "killed_build"],
@@ -41,25 +36,8 @@ BAD_SETTING_EXIT = {"check": 2, "stats": 2, "repair": 2, "migrate": 1}
 
 
 def _run(args: list[str], *, config: dict[str, Any], db: dict[str, Any] | None = None) -> Any:
-    entry = db or {
-        k: connection.settings_dict[k]
-        for k in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")
-    }
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.scenario_settings",
-        "TENANT_INDEXES_SCENARIO_DB": json.dumps(entry),
-        "TENANT_INDEXES_SCENARIO_CONFIG": json.dumps(config),
-        "PYTHONWARNINGS": "ignore",
-    }
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
+    env = manage.scenario_env(db or manage.database_entry(), config)
+    return manage.run(env, *args)
 
 
 @pytest.mark.django_db

@@ -19,23 +19,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection, connections
 
-from tests.support import dbapi
+from tests.support import dbapi, manage
 
-ROOT = Path(__file__).resolve().parents[2]
 ROWS = 400_000
 INDEX = "scenario_bulk_tenant_n"
-TABLE = "scenario_bulk_rows"
-DEADLINE = 60.0  # seconds any awaited state may take before the test fails
+TABLE = manage.TABLE
+DEADLINE = manage.DEADLINE  # seconds any awaited state may take before the test fails
 
 # Lock waits long enough that a blocker never makes the build give up before the kill; a
 # short client check so that a build whose migrate was SIGKILLed stops while still waiting.
@@ -47,37 +44,11 @@ SCENARIO_CONFIG = {
 }
 
 
-def _scenario_env() -> dict[str, str]:
-    db = connection.settings_dict
-    entry = {
-        "ENGINE": db["ENGINE"],
-        "NAME": db["NAME"],
-        "USER": db["USER"],
-        "PASSWORD": db["PASSWORD"],
-        "HOST": db["HOST"],
-        "PORT": db["PORT"],
-        # Small sort memory and no parallel workers: a slower, single-backend build.
-        "OPTIONS": {"options": "-c maintenance_work_mem=1MB -c max_parallel_maintenance_workers=0"},
-    }
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.scenario_settings",
-        "TENANT_INDEXES_SCENARIO_DB": json.dumps(entry),
-        "TENANT_INDEXES_SCENARIO_CONFIG": json.dumps(SCENARIO_CONFIG),
-        "PYTHONWARNINGS": "ignore",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
 def _manage(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=_scenario_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    env = manage.scenario_env(
+        manage.database_entry(OPTIONS=manage.SLOW_BUILD), SCENARIO_CONFIG, PYTHONUNBUFFERED="1"
     )
+    return manage.start(env, *args)
 
 
 def _migrate(*args: str) -> tuple[int, str]:
@@ -125,25 +96,8 @@ def _row_count() -> int:
 @pytest.fixture(scope="module")
 def bulk_table(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """The scenario table with ``ROWS`` rows, created once for the module, dropped after."""
-    with django_db_blocker.unblock():
-        code, out = _migrate("0001")
-        assert code == 0, out
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {TABLE} (tenant_id, n, payload) "
-                "SELECT ('00000000-0000-0000-0000-00000000000' || (g %% 10))::uuid, "
-                "       ((g::bigint * 7919) %% 1000003)::int, md5(g::text) "
-                "FROM generate_series(1, %s) AS g",
-                [ROWS],
-            )
-            cursor.execute(f"VACUUM ANALYZE {TABLE}")
-        try:
-            yield
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
-                cursor.execute("DELETE FROM django_migrations WHERE app = 'killed_build'")
-            connection.close()
+    with django_db_blocker.unblock(), manage.killed_build_table(ROWS, scattered=True):
+        yield
 
 
 class _Blocker:

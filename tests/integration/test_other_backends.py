@@ -10,32 +10,24 @@ import os
 import socket
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support import manage
 from tests.support.helpdesk import SEED_INDEXES
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
 
 
-def manage(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_demo(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py`` of the demo project on ``database_url``."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "DJANGO_SETTINGS_MODULE": "demo_project.settings",
     }
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return manage.run(env, *args, timeout=300)
 
 
 def _assert_ok(result: subprocess.CompletedProcess[str]) -> None:
@@ -43,7 +35,7 @@ def _assert_ok(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_sqlmigrate__sqlite_uses_plain_create_index(tmp_path: Path) -> None:
-    result = manage(
+    result = run_demo(
         f"sqlite:///{tmp_path / 'db.sqlite3'}", "sqlmigrate", "tenant_indexes_helpdesk", "0002"
     )
     _assert_ok(result)
@@ -56,7 +48,7 @@ def test_sqlmigrate__sqlite_uses_plain_create_index(tmp_path: Path) -> None:
 def test_migrate__sqlite_creates_the_seed_indexes_and_reverses(tmp_path: Path) -> None:
     db = tmp_path / "db.sqlite3"
     url = f"sqlite:///{db}"
-    _assert_ok(manage(url, "migrate", "--no-input"))
+    _assert_ok(run_demo(url, "migrate", "--no-input"))
 
     def seed_indexes() -> dict[str, tuple[str, tuple[str, ...]]]:
         with sqlite3.connect(db) as conn:
@@ -75,9 +67,9 @@ def test_migrate__sqlite_creates_the_seed_indexes_and_reverses(tmp_path: Path) -
             return found
 
     assert seed_indexes() == SEED_INDEXES
-    _assert_ok(manage(url, "migrate", "tenant_indexes_helpdesk", "0001", "--no-input"))
+    _assert_ok(run_demo(url, "migrate", "tenant_indexes_helpdesk", "0001", "--no-input"))
     assert seed_indexes() == {}
-    _assert_ok(manage(url, "migrate", "--no-input"))
+    _assert_ok(run_demo(url, "migrate", "--no-input"))
     assert seed_indexes() == SEED_INDEXES
 
 
@@ -114,14 +106,14 @@ def test_migrate__mariadb_creates_the_seed_indexes_and_reverses() -> None:
                         found[index] = (table, (*columns, column))
                 return found
 
-        result = manage(url, "sqlmigrate", "tenant_indexes_helpdesk", "0002")
+        result = run_demo(url, "sqlmigrate", "tenant_indexes_helpdesk", "0002")
         _assert_ok(result)
         assert "CONCURRENTLY" not in result.stdout
-        _assert_ok(manage(url, "migrate", "--no-input"))
+        _assert_ok(run_demo(url, "migrate", "--no-input"))
         assert seed_indexes() == SEED_INDEXES
-        _assert_ok(manage(url, "migrate", "tenant_indexes_helpdesk", "zero", "--no-input"))
+        _assert_ok(run_demo(url, "migrate", "tenant_indexes_helpdesk", "zero", "--no-input"))
         assert seed_indexes() == {}
-        _assert_ok(manage(url, "migrate", "--no-input"))
+        _assert_ok(run_demo(url, "migrate", "--no-input"))
         assert seed_indexes() == SEED_INDEXES
     finally:
         with admin.cursor() as cursor:

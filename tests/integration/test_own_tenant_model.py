@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,10 +28,10 @@ import pytest
 from django.db import connection
 from django.db.backends.postgresql.base import DatabaseWrapper
 
+from tests.support import manage
 from tests.support.helpdesk import HELPDESK_TABLES
 
-ROOT = Path(__file__).resolve().parents[2]
-MIGRATIONS = ROOT / "tests" / "scenarios" / "own_tenant" / "accounts" / "migrations"
+MIGRATIONS = manage.ROOT / "tests" / "scenarios" / "own_tenant" / "accounts" / "migrations"
 OWN_TABLES = {"organizations", "projects", "members", "invoices"}
 # The project's declared tenant indexes and their key columns (None: an expression).
 DECLARED = {
@@ -84,15 +83,7 @@ class OwnProject:
 
 
 def run_manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return manage.run(env, *args, timeout=300)
 
 
 def _ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -124,15 +115,12 @@ def project(
                 package / "own_tenant_migrations",
                 ignore=shutil.ignore_patterns("__pycache__"),
             )
-            entry = {k: database.settings_dict[k] for k in ("ENGINE", "NAME", "USER", "HOST")}
-            entry |= {k: database.settings_dict[k] for k in ("PASSWORD", "PORT")}
-            env = {
-                **os.environ,
-                "DJANGO_SETTINGS_MODULE": "tests.scenarios.own_tenant.settings",
-                "TENANT_INDEXES_SCENARIO_DB": json.dumps(entry),
-                "OWN_TENANT_MIGRATIONS": "own_tenant_migrations",
-                "PYTHONPATH": os.pathsep.join([str(package), str(ROOT)]),
-            }
+            env = manage.scenario_env(
+                manage.database_entry(database.settings_dict),
+                settings="tests.scenarios.own_tenant.settings",
+                OWN_TENANT_MIGRATIONS="own_tenant_migrations",
+                PYTHONPATH=os.pathsep.join([str(package), str(manage.ROOT)]),
+            )
             made = run_manage(env, "makemigrations", "own_tenant_accounts")
             _ok(made)
             _ok(run_manage(env, "migrate", "--no-input"))

@@ -11,48 +11,28 @@ a person would see, not what the bytes happen to contain.
 
 from __future__ import annotations
 
-import json
 import os
 import pty
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import manage
+
 ROWS = 2_000_000
 INDEX = "scenario_bulk_tenant_n"
-TABLE = "scenario_bulk_rows"
 DEADLINE = 300.0  # seconds a migrate may take before the test fails
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colours (Django's styles on a terminal)
 BAR = re.compile(r"^    \[([#-]{30})\] " + INDEX + r": (.+)$")
 
 
 def _env(config: dict[str, Any]) -> dict[str, str]:
-    db = connection.settings_dict
-    entry = {
-        "ENGINE": db["ENGINE"],
-        "NAME": db["NAME"],
-        "USER": db["USER"],
-        "PASSWORD": db["PASSWORD"],
-        "HOST": db["HOST"],
-        "PORT": db["PORT"],
-        # One backend, little sort memory: a build slow enough to be sampled many times.
-        "OPTIONS": {"options": "-c maintenance_work_mem=1MB -c max_parallel_maintenance_workers=0"},
-    }
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.scenario_settings",
-        "TENANT_INDEXES_SCENARIO_DB": json.dumps(entry),
-        "TENANT_INDEXES_SCENARIO_CONFIG": json.dumps(config),
-        "PYTHONWARNINGS": "ignore",
-        "TERM": "xterm",
-    }
+    # One backend, little sort memory: a build slow enough to be sampled many times.
+    entry = manage.database_entry(OPTIONS=manage.SLOW_BUILD)
+    env = manage.scenario_env(entry, config, TERM="xterm")
     env.pop("NO_COLOR", None)
     return env
 
@@ -61,13 +41,13 @@ def _migrate_in_terminal(*args: str, config: dict[str, Any] | None = None) -> tu
     """``manage.py migrate`` attached to a new pseudo-terminal; everything it received."""
     master, slave = pty.openpty()
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "migrate", "killed_build", *args, "--no-input"],
-            cwd=ROOT,
-            env=_env(config or {}),
+        proc = manage.start(
+            _env(config or {}),
+            *("migrate", "killed_build", *args, "--no-input"),
             stdin=slave,
             stdout=slave,
             stderr=slave,
+            text=False,
             close_fds=True,
         )
     finally:
@@ -89,15 +69,8 @@ def _migrate_in_terminal(*args: str, config: dict[str, Any] | None = None) -> tu
 
 
 def _migrate_piped(*args: str, config: dict[str, Any] | None = None) -> tuple[int, str]:
-    proc = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "killed_build", *args, "--no-input"],
-        cwd=ROOT,
-        env=_env(config or {}),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
+    migrate = ("migrate", "killed_build", *args, "--no-input")
+    proc = manage.run(_env(config or {}), *migrate, timeout=DEADLINE)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -141,25 +114,8 @@ def _forget_build() -> None:
 @pytest.fixture(scope="module")
 def big_table(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """The scenario table with ``ROWS`` rows, made once for the module, dropped after."""
-    with django_db_blocker.unblock():
-        code, out = _migrate_piped("0001")
-        assert code == 0, out
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {TABLE} (tenant_id, n, payload) "
-                "SELECT ('00000000-0000-0000-0000-00000000000' || (g %% 10))::uuid, "
-                "       ((g::bigint * 7919) %% 1000003)::int, md5(g::text) "
-                "FROM generate_series(1, %s) AS g",
-                [ROWS],
-            )
-            cursor.execute(f"VACUUM ANALYZE {TABLE}")
-        try:
-            yield
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
-                cursor.execute("DELETE FROM django_migrations WHERE app = 'killed_build'")
-            connection.close()
+    with django_db_blocker.unblock(), manage.killed_build_table(ROWS, scattered=True):
+        yield
 
 
 @pytest.fixture

@@ -9,17 +9,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tenant_indexes.advisor import AdvisorReport, suggest_tenant_indexes
 from tenant_indexes.exceptions import TenantIndexesError
+from tenant_indexes.render import human_size
 
 from ._base import ExitCodeArgumentsMixin
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} bytes"
 
 
 def render_text(report: AdvisorReport) -> str:
@@ -41,7 +33,7 @@ def render_text(report: AdvisorReport) -> str:
             f"{number}. {s.model} ({s.table}): index on ({', '.join(s.columns)})"
             f" [{s.verification}]",
             f"   why: {'; '.join(s.reasons)}",
-            f"   estimated size: {_size(s.estimated_bytes)}",
+            f"   estimated size: {human_size(s.estimated_bytes, 'bytes')}",
             "   add to the model's Meta.indexes:",
             f"       {s.tenant_index_line}",
             "   then makemigrations writes (atomic = False):",
