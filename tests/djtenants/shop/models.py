@@ -10,3 +10,6 @@ class Order(models.Model):
     class Meta:
         db_table = "shop_order"
         indexes = [models.Index(fields=["tenant_id", "status"], name="order_tenant_status")]
+
+    def __str__(self) -> str:
+        return f"order {self.pk} ({self.status})"
