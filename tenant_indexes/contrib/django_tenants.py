@@ -129,4 +129,4 @@ def install() -> None:
 
     from ..autodetector import TenantIndexAutodetector
 
-    MigrateSchemasCommand.autodetector = TenantIndexAutodetector  # type: ignore[attr-defined]
+    MigrateSchemasCommand.autodetector = TenantIndexAutodetector
