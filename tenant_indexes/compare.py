@@ -26,6 +26,7 @@ from .findings import (
     Level,
 )
 from .normalise import DeclaredDefinition, NormalisedDefinition
+from .partitionleaves import leaf_findings
 from .reports import IndexReport
 
 
@@ -241,8 +242,13 @@ def find_problems(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> l
             finding = _index_finding(table, index, live_table, snapshot)
             if finding is not None:
                 findings.append(finding)
-        tenant_leading = _tenant_leading_finding(table, live_table, snapshot)
-        if tenant_leading is not None:
+        if live_table.partition_leaves is not None:
+            # Judged per leaf partition: each is read with its own index.
+            findings.extend(
+                leaf_findings(alias, live_table.schema, live_table.name, table.tenant_column,
+                              live_table.partition_leaves)
+            )  # fmt: skip
+        elif (tenant_leading := _tenant_leading_finding(table, live_table, snapshot)) is not None:
             findings.append(tenant_leading)
         findings.extend(_undeclared_invalid_findings(table, live_table, snapshot))
     return findings

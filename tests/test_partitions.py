@@ -16,6 +16,8 @@ from django.test.utils import isolate_apps
 from tenant_indexes import partitions
 from tenant_indexes.build import BuildOutcome, build_index_concurrently
 from tenant_indexes.catalog import catalog_snapshot
+from tenant_indexes.compare import find_problems
+from tenant_indexes.declared import TenantTable
 from tests.support import dbapi
 
 TABLE = "ti_part_events"
@@ -512,5 +514,30 @@ def test_partitions__sigkill_of_the_building_process_then_check_is_truthful_and_
         assert _build(_model()) is BuildOutcome.BUILT
         (live,) = catalog_snapshot("default", [(None, TABLE)]).indexes
         assert (live.valid, live.partitions_attached) == (True, 16)
+    finally:
+        _drop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__e004_is_judged_per_leaf_partition() -> None:
+    """No parent index at all; three leaves with a tenant index of their own (one of them
+    partial, which does not count), one with none: E004 on those two leaves only."""
+    try:
+        _create("hash")
+        _run(f"CREATE INDEX own_0 ON {TABLE}_0 (tenant_id, status)")
+        _run(f"CREATE INDEX own_1 ON {TABLE}_1 (tenant_id)")
+        _run(f"CREATE INDEX own_2 ON {TABLE}_2 (tenant_id) WHERE status = 'open'")
+        _run(f"CREATE INDEX other_3 ON {TABLE}_3 (status, tenant_id)")
+        table = TenantTable("testapp", "testapp.Event", None, TABLE, "tenant_id", ())
+        snapshot = catalog_snapshot("default", [(None, TABLE)])
+        found = [(f.id, f.table) for f in find_problems([table], snapshot)]
+        assert found == [
+            ("tenant_indexes.E004", f"{TABLE}_2"),
+            ("tenant_indexes.E004", f"{TABLE}_3"),
+        ]
+        # Built through the parent: every leaf has one, nothing to report.
+        _build(_model())
+        snapshot = catalog_snapshot("default", [(None, TABLE)])
+        assert find_problems([table], snapshot) == []
     finally:
         _drop()
