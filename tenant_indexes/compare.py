@@ -26,7 +26,7 @@ from .findings import (
     Level,
 )
 from .normalise import DeclaredDefinition, NormalisedDefinition
-from .partitionleaves import leaf_findings
+from .partitionleaves import drop_sql, leaf_findings
 from .reports import IndexReport
 
 
@@ -288,7 +288,7 @@ def undeclared_invalid_finding(alias: str, ix: CatalogIndex) -> Finding:
         index=ix.name,
         message=f"index {qualified} on tenant table {ix.schema}.{ix.table} is INVALID and "
         f"no model declares it: queries never use it, yet {cost}." + unique,
-        hint=f"Drop it without blocking writes: DROP INDEX CONCURRENTLY {qualified}; or, if "
+        hint=f"Drop it without blocking writes: {drop_sql(ix)}; or, if "
         "it is wanted, declare it in the model's Meta.indexes and rebuild it with "
         f"repair_tenant_indexes --database {alias}. Definition: {ix.definition}",
     )
@@ -349,7 +349,7 @@ def _index_finding(
             id=E_DRIFT,
             message=f"index {index.name} differs from its declaration in {table.model}: "
             + "; ".join(differences),
-            hint=f"Rebuild it from the declaration: DROP INDEX CONCURRENTLY {qualified}; then "
+            hint=f"Rebuild it from the declaration: {drop_sql(live)}; then "
             f"python manage.py repair_tenant_indexes --database {alias}. Live definition: "
             f"{live.definition}",
             **common,

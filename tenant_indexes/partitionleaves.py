@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .findings import E_NO_TENANT_LEADING, Finding, Level
+
+if TYPE_CHECKING:
+    from .catalog import CatalogIndex
 
 
 @dataclass(frozen=True)
@@ -77,3 +81,26 @@ def leaf_findings(
         )
         for leaf in uncovered
     ]
+
+
+def is_partitioned_index(index: CatalogIndex) -> bool:
+    """An index of a partitioned table, whichever read made ``index`` (the usage read
+    carries no partition counts; the server's definition of such an index says ``ON ONLY``)."""
+    return index.partitioned or " ON ONLY " in (index.definition or "")
+
+
+def drop_sql(index: CatalogIndex) -> str:
+    """How to drop ``index`` without blocking writes, as PostgreSQL accepts it.
+
+    ``DROP INDEX CONCURRENTLY`` for an ordinary index; a partitioned index refuses it, so
+    for one: a plain ``DROP INDEX`` (a catalog change that briefly locks every partition)
+    under a short ``lock_timeout``, so that it gives up rather than queue writes.
+    """
+    qualified = f"{index.schema}.{index.name}"
+    if not is_partitioned_index(index):
+        return f"DROP INDEX CONCURRENTLY {qualified}"
+    return (
+        f"SET lock_timeout = '5s'; DROP INDEX {qualified} (a partitioned index cannot be "
+        "dropped CONCURRENTLY; the plain drop reads no rows but locks every partition for a "
+        "moment)"
+    )

@@ -33,6 +33,7 @@ from .findings import (
     FindingSubject,
     Level,
 )
+from .partitionleaves import drop_sql
 from .redundancy import backs_constraint, find_redundant
 from .statistics import ServerStats, TableUsage, TenantQueryPlan, UsageSnapshot
 
@@ -128,7 +129,7 @@ class IndexStats:
         return (
             f"The help desk declares {ix.name} beside {self.redundant_to} as part of its "
             "schema. To drop it, compare both indexes' idx_scan on every replica first, then "
-            f"DROP INDEX CONCURRENTLY {ix.schema}.{ix.name}; a later repair_tenant_indexes "
+            f"{drop_sql(ix)}; a later repair_tenant_indexes "
             "would recreate it, so only do this if you do not run repair on this database"
         )
 
@@ -498,8 +499,8 @@ def usage_findings(
                     f"been scanned on any database ({scans}) {period}; it costs "
                     f"{ix.known_size_bytes} bytes and slows every write",
                     hint="Check every replica first (pass each alias with --database), then "
-                    f"drop it without blocking writes: DROP INDEX CONCURRENTLY {ix.schema}."
-                    f"{ix.name}; and remove it from the model's Meta.indexes",
+                    f"drop it without blocking writes: {drop_sql(ix)}; and remove it from "
+                    "the model's Meta.indexes",
                     **common,
                 )
             )
@@ -507,7 +508,7 @@ def usage_findings(
             other = by_name[(ix.schema, stats.redundant_to)]
             tenant_column = tenant_columns.get((ix.schema, ix.table))
             hint = (
-                f"Drop it without blocking writes (DROP INDEX CONCURRENTLY {ix.schema}.{ix.name}) "
+                f"Drop it without blocking writes ({drop_sql(ix)}) "
                 "and remove it from the model, or keep it on purpose and list it in "
                 f"TENANT_INDEXES['ACKNOWLEDGED_REDUNDANT'] = ['{ix.name}']"
             )

@@ -541,3 +541,36 @@ def test_partitions__e004_is_judged_per_leaf_partition() -> None:
         assert find_problems([table], snapshot) == []
     finally:
         _drop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partitions__drop_advice_for_a_partitioned_index_is_sql_the_server_accepts() -> None:
+    """The W001/W002/E003 hints name ``drop_sql``: never CONCURRENTLY on a partitioned index,
+    also from the usage read, whose indexes carry no partition counts."""
+    from dataclasses import replace
+
+    from django.db import DatabaseError
+
+    from tenant_indexes.partitionleaves import drop_sql
+
+    try:
+        _create("list")
+        _build(_model())
+        (live,) = catalog_snapshot("default", [(None, TABLE)]).indexes
+        from_usage_read = replace(live, partitions_total=None, partitions_attached=None)
+        for ix in (live, from_usage_read):
+            advice = drop_sql(ix)
+            assert "CONCURRENTLY" not in advice.split("(")[0], advice
+            assert f"DROP INDEX {ix.schema}.{ix.name}" in advice
+        # What it replaces is refused; what it says is accepted.
+        with pytest.raises(DatabaseError, match="partitioned index"):
+            _run(f"DROP INDEX CONCURRENTLY {live.schema}.{live.name}")
+        _run(advice.split(" (")[0])
+        assert _parent_valid() is None
+        _run("SET lock_timeout TO DEFAULT")
+        # An ordinary index keeps the concurrent drop.
+        _run(f"CREATE INDEX plain_0 ON {TABLE}_0 (tenant_id)")
+        (plain,) = catalog_snapshot("default", [(None, f"{TABLE}_0")]).indexes
+        assert drop_sql(plain) == f"DROP INDEX CONCURRENTLY {plain.schema}.plain_0"
+    finally:
+        _drop()
