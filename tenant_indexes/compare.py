@@ -28,6 +28,7 @@ from .findings import (
 from .normalise import DeclaredDefinition, NormalisedDefinition
 from .partitionleaves import drop_sql, leaf_findings
 from .reports import IndexReport
+from .schemadrift import drift_findings
 
 
 def index_state(table: TenantTable, index: DeclaredIndex, snapshot: CatalogSnapshot) -> IndexState:
@@ -251,6 +252,7 @@ def find_problems(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> l
         elif (tenant_leading := _tenant_leading_finding(table, live_table, snapshot)) is not None:
             findings.append(tenant_leading)
         findings.extend(_undeclared_invalid_findings(table, live_table, snapshot))
+    findings.extend(drift_findings(tables, snapshot))
     return findings
 
 

@@ -151,3 +151,29 @@ def test_djtenants__check_reports_exactly_the_drifted_schema_and_repair_heals_it
     assert project.index_schemas() == dict.fromkeys(TENANTS, True)
     code, doc = project.check()
     assert (code, doc["status"], doc["findings"]) == (0, "ok", [])
+
+
+def test_djtenants__an_undeclared_index_one_schema_lacks_is_drift(project: TenantsProject) -> None:
+    """An index made by hand in 49 schemas, no model declaring it: W040 on the 50th."""
+    if project.index_schemas() != dict.fromkeys(TENANTS, True):
+        project.ok("migrate_schemas", "--noinput")
+    with project.database.cursor() as cursor:
+        for schema in TENANTS:
+            if schema != "tenant_033":
+                cursor.execute(f'CREATE INDEX order_by_status ON "{schema}".shop_order (status)')
+    try:
+        code, doc = project.check()
+        found = [(f["id"], f["schema"], f["table"], f["index"]) for f in doc["findings"]]
+        assert found == [("tenant_indexes.W040", "tenant_033", "shop_order", "order_by_status")]
+        assert (code, doc["status"]) == (0, "warning")
+        (hint,) = [f["hint"] for f in doc["findings"]]
+        create = hint.split(": ", 1)[1].split("; or drop", 1)[0]
+        assert create.startswith('CREATE INDEX CONCURRENTLY order_by_status ON "tenant_033"')
+        with project.database.cursor() as cursor:
+            cursor.execute(create)
+        code, doc = project.check()
+        assert (code, doc["status"], doc["findings"]) == (0, "ok", [])
+    finally:
+        with project.database.cursor() as cursor:
+            for schema in TENANTS:
+                cursor.execute(f'DROP INDEX IF EXISTS "{schema}".order_by_status')
