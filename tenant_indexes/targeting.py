@@ -26,8 +26,9 @@ def check_schemas(alias: str | None = None) -> list[str]:
 
     ``TENANT_INDEXES["CHECK_SCHEMAS"]`` is a list of schema names, or the dotted path of a
     callable returning them (called with ``alias=`` when it accepts it, else with no
-    argument, once per call of this function). Empty: the tables are looked up on the
-    connection's search_path.
+    argument, once per call of this function). Empty: the tenant schemas of django-tenants'
+    tenant model when it is installed (``alias`` its tenant alias), else none (the tables
+    are looked up on the connection's search_path).
 
     Raises:
         TenantIndexesConfigError: the path does not import, the callable fails, or it
@@ -55,6 +56,10 @@ def check_schemas(alias: str | None = None) -> list[str]:
     elif configured:
         names, where = configured, "TENANT_INDEXES['CHECK_SCHEMAS']"
     else:
+        from .contrib import django_tenants
+
+        if alias is not None and django_tenants.is_active(alias):
+            return django_tenants.tenant_schemas(alias)
         return []
     if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
         raise TenantIndexesConfigError(f"{where} must give a list of schema names, not {names!r}")

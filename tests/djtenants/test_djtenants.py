@@ -125,6 +125,15 @@ def test_djtenants__migrate_schemas_builds_the_index_concurrently_in_every_schem
     assert (code, doc["status"], doc["findings"]) == (0, "ok", [])
     checked = {(ix["schema"], ix["table"]) for ix in doc["indexes"] if ix["name"] == INDEX}
     assert checked == {(t, "shop_order") for t in TENANTS}
+    # The shared app's tenant table (the domain's tenant key), in public only.
+    shared = {(ix["schema"], ix["table"]) for ix in doc["indexes"] if ix["name"] != INDEX}
+    assert shared == {("public", "djt_customers_domain")}
+    schemas = project.ok(
+        "shell",
+        "-c",
+        "from tenant_indexes.targeting import check_schemas as c; print(c('default'))",
+    )
+    assert schemas.strip().splitlines()[-1] == repr(TENANTS)
     # Django 5.2's commands.E001: django-tenants' migrate shares makemigrations' autodetector.
     project.ok("check")
 
