@@ -114,7 +114,10 @@ def fillers(count: int) -> list[str]:
     for table in helpdesk_tables():
         for width in range(1, 61):
             for depth in range(10):
-                expression = "id" + " + 0" * depth if table != "tenants" else "name"
+                # A different expression per depth, so every statement has its own query id.
+                expression = (
+                    "id" + " + 0" * depth if table != "tenants" else "name" + " || ''" * depth
+                )
                 targets = ", ".join([expression] * width)
                 out.append(f"SELECT {targets} FROM {table} WHERE id IS NULL")
     return out[:count]

@@ -38,3 +38,8 @@ class TenantIndexesConfig(AppConfig):
             from .dashboard import register as register_dashboard
 
             register_dashboard()
+        # django-tenants' migrate (migrate_schemas) shares makemigrations' autodetector.
+        if apps.is_installed("django_tenants"):
+            from .contrib.django_tenants import install
+
+            install()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
+from .partitionleaves import LEAVES_COLUMN_SQL, PartitionLeaf, parse_leaves
 from .reads import check_timeouts, connect_with_timeout, first_error_line
 
 if TYPE_CHECKING:
@@ -138,6 +139,8 @@ class CatalogTable:
     seq_scan: int | None
     idx_scan: int | None
     n_live_tup: int | None
+    #: For a partitioned table, its leaf partitions (``None`` for any other table).
+    partition_leaves: tuple[PartitionLeaf, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -373,7 +376,7 @@ _SNAPSHOT_TABLES_SQL = f"""
     WITH requested AS ({REQUESTED_TABLES_SQL})
     SELECT n.nspname, c.relname, r.schema, c.reltuples::float8,
            c.relpages::bigint * current_setting('block_size')::bigint,
-           s.seq_scan, s.idx_scan, s.n_live_tup
+           s.seq_scan, s.idx_scan, s.n_live_tup, {LEAVES_COLUMN_SQL}
       FROM requested r
       JOIN pg_class c ON c.oid = r.oid
       JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -460,7 +463,11 @@ def catalog_snapshot(
                 cursor.fetchone()
             )
             cursor.execute(_SNAPSHOT_TABLES_SQL, arrays)
-            live_tables = tuple(CatalogTable(*row) for row in cursor.fetchall())
+            live_tables = tuple(
+                # The last column is the leaves' (LEAVES_COLUMN_SQL).
+                CatalogTable(*row[:-1], partition_leaves=parse_leaves(row[-1]))  # type: ignore[misc]
+                for row in cursor.fetchall()
+            )
             cursor.execute(_SNAPSHOT_INDEXES_SQL, arrays)
             live_indexes = tuple(
                 index_from_row(row, PARTITION_COUNT_FIELDS) for row in cursor.fetchall()

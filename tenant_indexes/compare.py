@@ -26,7 +26,9 @@ from .findings import (
     Level,
 )
 from .normalise import DeclaredDefinition, NormalisedDefinition
+from .partitionleaves import drop_sql, leaf_findings
 from .reports import IndexReport
+from .schemadrift import drift_findings
 
 
 def index_state(table: TenantTable, index: DeclaredIndex, snapshot: CatalogSnapshot) -> IndexState:
@@ -241,10 +243,16 @@ def find_problems(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> l
             finding = _index_finding(table, index, live_table, snapshot)
             if finding is not None:
                 findings.append(finding)
-        tenant_leading = _tenant_leading_finding(table, live_table, snapshot)
-        if tenant_leading is not None:
+        if live_table.partition_leaves is not None:
+            # Judged per leaf partition: each is read with its own index.
+            findings.extend(
+                leaf_findings(alias, live_table.schema, live_table.name, table.tenant_column,
+                              live_table.partition_leaves)
+            )  # fmt: skip
+        elif (tenant_leading := _tenant_leading_finding(table, live_table, snapshot)) is not None:
             findings.append(tenant_leading)
         findings.extend(_undeclared_invalid_findings(table, live_table, snapshot))
+    findings.extend(drift_findings(tables, snapshot))
     return findings
 
 
@@ -282,7 +290,7 @@ def undeclared_invalid_finding(alias: str, ix: CatalogIndex) -> Finding:
         index=ix.name,
         message=f"index {qualified} on tenant table {ix.schema}.{ix.table} is INVALID and "
         f"no model declares it: queries never use it, yet {cost}." + unique,
-        hint=f"Drop it without blocking writes: DROP INDEX CONCURRENTLY {qualified}; or, if "
+        hint=f"Drop it without blocking writes: {drop_sql(ix)}; or, if "
         "it is wanted, declare it in the model's Meta.indexes and rebuild it with "
         f"repair_tenant_indexes --database {alias}. Definition: {ix.definition}",
     )
@@ -343,7 +351,7 @@ def _index_finding(
             id=E_DRIFT,
             message=f"index {index.name} differs from its declaration in {table.model}: "
             + "; ".join(differences),
-            hint=f"Rebuild it from the declaration: DROP INDEX CONCURRENTLY {qualified}; then "
+            hint=f"Rebuild it from the declaration: {drop_sql(live)}; then "
             f"python manage.py repair_tenant_indexes --database {alias}. Live definition: "
             f"{live.definition}",
             **common,

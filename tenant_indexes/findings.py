@@ -39,6 +39,8 @@ E_NO_TENANT_LEADING = "tenant_indexes.E004"
 E_MISSING_TABLE = "tenant_indexes.E005"
 # A schema named by CHECK_SCHEMAS (or its callable) does not exist on the database.
 E_MISSING_SCHEMA = "tenant_indexes.E040"
+# An undeclared index that most schema copies of a table have and one copy lacks.
+W_SCHEMA_DRIFT = "tenant_indexes.W040"
 W_UNUSED = "tenant_indexes.W001"
 W_REDUNDANT = "tenant_indexes.W002"
 

@@ -27,8 +27,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
+
+from django.db import OperationalError, transaction
 
 from .conf import get_config
 from .exceptions import IndexBuildError
@@ -99,6 +102,32 @@ _CANDIDATES_SQL = _DEFINITION_SQL.format(
     where="ix.indrelid = %s::regclass "
     "AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = ix.indexrelid)"
 )
+
+
+# When attaching ``child`` (%s) to ``parent`` (%s) completes a parent index that is itself a
+# partition's, the server marks it valid and goes up the tree, taking ACCESS EXCLUSIVE on
+# every ancestor table. The ancestors (root first), else no row.
+_CASCADE_SQL = """
+    SELECT array(SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+                   FROM pg_partition_ancestors(p.indrelid) WITH ORDINALITY AS a(relid, k)
+                   JOIN pg_class c ON c.oid = a.relid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE a.relid <> p.indrelid ORDER BY a.k DESC)
+      FROM pg_index p JOIN pg_class t ON t.oid = p.indrelid
+     WHERE p.indexrelid = %s::regclass AND t.relispartition
+       AND (SELECT ci.indisvalid FROM pg_index ci WHERE ci.indexrelid = %s::regclass)
+       AND 1 + (SELECT count(*) FROM pg_inherits h JOIN pg_index ci ON ci.indexrelid = h.inhrelid
+                 WHERE h.inhparent = p.indexrelid AND ci.indisvalid)
+           >= (SELECT count(*) FROM pg_inherits h WHERE h.inhparent = p.indrelid)
+"""
+
+_LOCK_NOT_AVAILABLE, _DEADLOCK_DETECTED = "55P03", "40P01"
+
+
+def _is_lock_conflict(error: BaseException) -> bool:
+    cause = error.__cause__ or error
+    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    return code in (_LOCK_NOT_AVAILABLE, _DEADLOCK_DETECTED)
 
 
 def relkind(connection: Any, table: str, schema: str | None = None) -> str | None:
@@ -294,10 +323,37 @@ class _PartitionedBuild:
         return rows[0] if rows else None
 
     def _attach(self, parent_schema: str, parent_index: str, schema: str, child: str) -> None:
-        self._execute(
-            f"ALTER INDEX {qualified_name(parent_schema, parent_index)} "
-            f"ATTACH PARTITION {qualified_name(schema, child)}"
-        )
+        """``ALTER INDEX ... ATTACH PARTITION``, in the lock order of a writer.
+
+        A writer through the root locks root, partition, sub-partition, then the leaf's
+        indexes. The attach locks the child index first; when that completes a
+        sub-partition's index, the server then locks every ancestor table ACCESS EXCLUSIVE
+        to mark the indexes above valid: a deadlock with a writer in between. That attach
+        takes the ancestors' locks first, root first, in one transaction with it. A lock
+        timeout or deadlock rolls back a catalog-only step: retried with backoff."""
+        parent, index = qualified_name(parent_schema, parent_index), qualified_name(schema, child)
+        attach = f"ALTER INDEX {parent} ATTACH PARTITION {index}"
+        retries = int(self.config["BUILD_LOCK_RETRIES"])
+        backoff = float(self.config["BUILD_RETRY_BACKOFF"])
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with transaction.atomic(using=self.connection.alias):
+                    rows = self._fetch(_CASCADE_SQL, [parent, index])
+                    ancestors = rows[0][0] if rows else []
+                    if ancestors:
+                        only = ", ".join(f"ONLY {a}" for a in ancestors)
+                        self._execute(f"LOCK TABLE {only} IN ACCESS EXCLUSIVE MODE")
+                    self._execute(attach)
+                return
+            except OperationalError as error:
+                if not _is_lock_conflict(error) or attempt > retries:
+                    raise
+                pause = min(backoff * 2 ** (attempt - 1), self.config["BUILD_RETRY_BACKOFF_MAX"])
+                message = "Attaching %s to %s: %s (try %d of %d); next try in %.1fs."
+                logger.warning(message, index, parent, error, attempt, retries + 1, pause)
+                time.sleep(pause)
 
 
 def build_partitioned_index(

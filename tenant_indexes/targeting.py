@@ -26,8 +26,9 @@ def check_schemas(alias: str | None = None) -> list[str]:
 
     ``TENANT_INDEXES["CHECK_SCHEMAS"]`` is a list of schema names, or the dotted path of a
     callable returning them (called with ``alias=`` when it accepts it, else with no
-    argument, once per call of this function). Empty: the tables are looked up on the
-    connection's search_path.
+    argument, once per call of this function). Empty: the tenant schemas of django-tenants'
+    tenant model when it is installed (``alias`` its tenant alias), else none (the tables
+    are looked up on the connection's search_path).
 
     Raises:
         TenantIndexesConfigError: the path does not import, the callable fails, or it
@@ -55,6 +56,10 @@ def check_schemas(alias: str | None = None) -> list[str]:
     elif configured:
         names, where = configured, "TENANT_INDEXES['CHECK_SCHEMAS']"
     else:
+        from .contrib import django_tenants
+
+        if alias is not None and django_tenants.is_active(alias):
+            return django_tenants.tenant_schemas(alias)
         return []
     if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
         raise TenantIndexesConfigError(f"{where} must give a list of schema names, not {names!r}")
@@ -67,6 +72,19 @@ def search_path_of(connection: Any, schema: str | None) -> Iterator[None]:
     block, as django-tenants does for a tenant; ``None`` changes nothing."""
     if schema is None:
         yield
+        return
+    if hasattr(connection, "set_schema") and hasattr(connection, "set_tenant"):
+        # django-tenants' backend sets its own search_path on every new cursor: tell it.
+        previous_tenant = getattr(connection, "tenant", None)
+        include_public = getattr(connection, "include_public_schema", True)
+        connection.set_schema(schema)
+        try:
+            yield
+        finally:
+            if previous_tenant is not None:
+                connection.set_tenant(previous_tenant, include_public=include_public)
+            else:
+                connection.set_schema_to_public()
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('search_path')")
@@ -108,7 +126,13 @@ def missing_schemas(alias: str, schemas: Sequence[str | None]) -> list[str]:
 
 def tenant_tables_for(alias: str, app_labels: Sequence[str] | None = None) -> list[TenantTable]:
     """The declared tenant tables to look for on one alias, one copy per checked schema
-    (:func:`check_schemas`)."""
+    (:func:`check_schemas`); with django-tenants and no ``CHECK_SCHEMAS``, one per schema
+    its tenant model names (:mod:`tenant_indexes.contrib.django_tenants`)."""
+    if not get_config()["CHECK_SCHEMAS"]:
+        from .contrib import django_tenants
+
+        if django_tenants.is_active(alias):
+            return django_tenants.tenant_tables(alias, app_labels)
     tables = declared_tenant_tables(alias, app_labels)
     schemas = check_schemas(alias)
     if not schemas:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .catalog import CatalogIndex
+from .partitionleaves import drop_sql
 from .redundancy import backs_constraint, find_redundant
 from .statistics import ServerStats, TableUsage, TenantQueryPlan, UsageSnapshot
 
@@ -119,7 +120,7 @@ class IndexStats:
         return (
             f"The help desk declares {ix.name} beside {self.redundant_to} as part of its "
             "schema. To drop it, compare both indexes' idx_scan on every replica first, then "
-            f"DROP INDEX CONCURRENTLY {ix.schema}.{ix.name}; a later repair_tenant_indexes "
+            f"{drop_sql(ix)}; a later repair_tenant_indexes "
             "would recreate it, so only do this if you do not run repair on this database"
         )
 

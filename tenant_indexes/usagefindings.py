@@ -18,6 +18,7 @@ from .findings import (
     FindingSubject,
     Level,
 )
+from .partitionleaves import drop_sql
 from .usageanalysis import IndexStats, StatsAge, TableStats, UnusedVerdict, UsageThresholds
 
 
@@ -66,8 +67,8 @@ def usage_findings(
                     f"been scanned on any database ({scans}) {period}; it costs "
                     f"{ix.known_size_bytes} bytes and slows every write",
                     hint="Check every replica first (pass each alias with --database), then "
-                    f"drop it without blocking writes: DROP INDEX CONCURRENTLY {ix.schema}."
-                    f"{ix.name}; and remove it from the model's Meta.indexes",
+                    f"drop it without blocking writes: {drop_sql(ix)}; and remove it from "
+                    "the model's Meta.indexes",
                     **common,
                 )
             )
@@ -75,7 +76,7 @@ def usage_findings(
             other = by_name[(ix.schema, stats.redundant_to)]
             tenant_column = tenant_columns.get((ix.schema, ix.table))
             hint = (
-                f"Drop it without blocking writes (DROP INDEX CONCURRENTLY {ix.schema}.{ix.name}) "
+                f"Drop it without blocking writes ({drop_sql(ix)}) "
                 "and remove it from the model, or keep it on purpose and list it in "
                 f"TENANT_INDEXES['ACKNOWLEDGED_REDUNDANT'] = ['{ix.name}']"
             )

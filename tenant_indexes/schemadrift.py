@@ -1,0 +1,77 @@
+"""Drift between schemas that each hold a copy of the tenant tables (``CHECK_SCHEMAS``,
+django-tenants): an index that most copies of a table have and one copy lacks.
+
+Declared indexes are already judged in every schema (E001 names the schema that lacks
+one); this covers the others, made by ``RunSQL`` or by hand, which no model declares. It
+reads only the check's snapshot: no statement of its own. A copy is judged against the
+others only when at least three schemas hold the table, and an index counts as "what the
+others have" when more than half of the other copies have an index of that name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .findings import W_SCHEMA_DRIFT, Finding, Level
+from .sql import qualified_name
+
+if TYPE_CHECKING:
+    from .catalog import CatalogIndex, CatalogSnapshot
+    from .declared import TenantTable
+
+MIN_COPIES = 3
+
+
+def _create_concurrently(definition: str, schema: str, table: str) -> str:
+    """The server's definition of another copy's index, for ``schema.table``, concurrently."""
+    sql = re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX CONCURRENTLY ", definition)
+    target = f" ON {qualified_name(schema, table)} USING "
+    return re.sub(r" ON (ONLY )?.+? USING ", lambda _: target, sql, count=1)
+
+
+def drift_findings(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> list[Finding]:
+    """W040 for each schema copy of a table that lacks an undeclared index most others have."""
+    copies: dict[str, list[str]] = defaultdict(list)
+    declared: dict[str, set[str]] = defaultdict(set)
+    for t in tables:
+        if t.schema is not None and snapshot.table(t.schema, t.table) is not None:
+            copies[t.table].append(t.schema)
+            declared[t.table].update(ix.name for ix in t.indexes)
+    findings: list[Finding] = []
+    for table, schemas in copies.items():
+        if len(set(schemas)) < MIN_COPIES:
+            continue
+        held: dict[str, dict[str, CatalogIndex]] = {}
+        for schema in dict.fromkeys(schemas):
+            live = snapshot.table(schema, table)
+            assert live is not None
+            held[schema] = {ix.name: ix for ix in snapshot.indexes_of(live)}
+        names: dict[str, int] = defaultdict(int)
+        for indexes in held.values():
+            for name in indexes:
+                names[name] += 1
+        total = len(held)
+        for schema, indexes in held.items():
+            for name, count in sorted(names.items()):
+                if name in indexes or name in declared[table] or count * 2 <= total - 1:
+                    continue
+                model = next(ixs[name] for ixs in held.values() if name in ixs)
+                findings.append(
+                    Finding(
+                        id=W_SCHEMA_DRIFT,
+                        level=Level.WARNING,
+                        database=snapshot.alias,
+                        schema=schema,
+                        table=table,
+                        index=name,
+                        message=f"schema {schema} lacks index {name} on {table}, which {count} "
+                        f"of the other {total - 1} schemas have (no model declares it)",
+                        hint="Create it as the others have it: "
+                        f"{_create_concurrently(model.definition, schema, table)}; or drop it "
+                        "from the others if it is not wanted",
+                    )
+                )
+    return findings
