@@ -25,6 +25,7 @@ from django.db.models.functions import Collate
 
 from .conf import get_config
 from .indexes import TenantIndex
+from .sql import split_db_table, table_name
 from .tenancy import tenant_column_of
 
 # Index classes name their access method in ``suffix`` (GinIndex.suffix == "gin"); the base
@@ -37,7 +38,7 @@ class DeclaredIndex:
     """One index a model declares, resolved to database column names.
 
     Attributes:
-        table: the model's ``db_table``.
+        table: the model's ``db_table`` without its schema (see ``TenantTable.schema``).
         name: the index name the database will use.
         columns: key columns in order; ``None`` stands for an expression.
         descending: one flag per key column, ``True`` for ``DESC``.
@@ -81,8 +82,9 @@ class TenantTable:
     Attributes:
         app_label: the model's app label.
         model: the model label (``app_label.ModelName``).
-        schema: the schema, or ``None`` for "the connection's search_path".
-        table: the table name (``db_table``).
+        schema: the schema a ``db_table = '"schema"."table"'`` names, or ``None`` for
+            "the connection's search_path" (and, when checked, each checked schema).
+        table: the table name (``db_table`` without its schema).
         tenant_column: the column that holds the tenant.
         indexes: the declared indexes whose columns include the tenant column.
         all_index_names: every index name the model declares (for the static name checks).
@@ -171,11 +173,12 @@ def tenant_table_for_model(
         for ix, refs in _declared_indexes(model, editor)
         if column in ix.columns or column in refs
     )
+    schema, table = split_db_table(meta.db_table)
     return TenantTable(
         app_label=meta.app_label,
         model=meta.label,
-        schema=None,
-        table=meta.db_table,
+        schema=schema,
+        table=table,
         tenant_column=column,
         indexes=indexes,
         all_index_names=tuple(ix.name for ix in meta.indexes if ix.name),
@@ -202,7 +205,7 @@ def _declared_indexes(
             found.append(
                 (
                     DeclaredIndex(
-                        table=meta.db_table,
+                        table=table_name(meta.db_table),
                         name=_implicit_index_name(model, f.column, editor),
                         columns=(f.column,),
                         descending=(False,),
@@ -249,7 +252,7 @@ def _from_index(model: type[models.Model], index: models.Index, editor: Any) -> 
         expressions = None
     method = index.suffix if index.suffix != _BASE_INDEX_SUFFIX else "btree"
     return DeclaredIndex(
-        table=meta.db_table,
+        table=table_name(meta.db_table),
         name=index.name,
         columns=columns,
         descending=descending,
@@ -310,7 +313,7 @@ def _from_constraint(
     meta = model._meta
     columns = tuple(_column_of(model, name) for name in constraint.fields)
     return DeclaredIndex(
-        table=meta.db_table,
+        table=table_name(meta.db_table),
         name=constraint.name,
         columns=columns,
         descending=tuple(False for _ in columns),

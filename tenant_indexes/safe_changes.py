@@ -45,7 +45,7 @@ from .catalog import valid_indexes_leading_with
 from .conf import get_config
 from .exceptions import IndexBuildError, LockWaitTimeoutError
 from .progress import migrate_output
-from .sql import qualified_name, quote_identifier
+from .sql import qualified_name, quote_identifier, table_name, table_reference
 
 logger = logging.getLogger(__name__)
 
@@ -331,8 +331,18 @@ class AddUniqueConstraintConcurrently(AddConstraint):
         schema_editor.remove_constraint(model, self.constraint)
 
 
-def unique_index_sql(schema_editor: Any, model: Any, constraint: Any) -> str:
-    """``CREATE UNIQUE INDEX CONCURRENTLY`` for ``constraint`` (fields or expressions)."""
+def _table_sql(model: Any, schema: str | None) -> str:
+    """The model's table as SQL: in ``schema`` when one is given, else as its ``db_table``
+    names it (``"schema"."table"``, or the bare name on the search_path)."""
+    db_table = model._meta.db_table
+    return qualified_name(schema, table_name(db_table)) if schema else table_reference(db_table)
+
+
+def unique_index_sql(
+    schema_editor: Any, model: Any, constraint: Any, schema: str | None = None
+) -> str:
+    """``CREATE UNIQUE INDEX CONCURRENTLY`` for ``constraint`` (fields or expressions); the
+    table qualified by ``schema`` when one is given (``repair_tenant_indexes --dry-run``)."""
     statement = constraint.create_sql(model, schema_editor)
     text = str(statement)
     if uses_index_then_constraint(constraint):
@@ -345,15 +355,17 @@ def unique_index_sql(schema_editor: Any, model: Any, constraint: Any) -> str:
             nulls = " NULLS NOT DISTINCT"
         return (
             f"CREATE UNIQUE INDEX CONCURRENTLY {quote_identifier(constraint.name)} ON "
-            f"{schema_editor.quote_name(model._meta.db_table)} ({columns}){nulls}"
+            f"{_table_sql(model, schema)} ({columns}){nulls}"
         )
     return text.replace("CREATE UNIQUE INDEX", "CREATE UNIQUE INDEX CONCURRENTLY", 1)
 
 
-def attach_constraint_sql(schema_editor: Any, model: Any, name: str) -> str:
+def attach_constraint_sql(
+    schema_editor: Any, model: Any, name: str, schema: str | None = None
+) -> str:
     """``ALTER TABLE ... ADD CONSTRAINT name UNIQUE USING INDEX name``."""
     return (
-        f"ALTER TABLE {schema_editor.quote_name(model._meta.db_table)} ADD CONSTRAINT "
+        f"ALTER TABLE {_table_sql(model, schema)} ADD CONSTRAINT "
         f"{quote_identifier(name)} UNIQUE USING INDEX {quote_identifier(name)}"
     )
 
@@ -462,7 +474,7 @@ class ConvertToTenantForeignKey(AlterField):
                 schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {quote_identifier(name)}")
             return
         schema = _table_schema(schema_editor, model)
-        table = qualified_name(schema, model._meta.db_table)
+        table = qualified_name(schema, table_name(model._meta.db_table))
         leading = valid_indexes_leading_with(schema_editor.connection, table, old_field.column)
         keep = [n for n in leading if n not in names]
         if not keep:
