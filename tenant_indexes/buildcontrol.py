@@ -12,7 +12,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import CatalogIndex, index_from_row, index_rows_sql
+from .indexrows import CatalogIndex, index_from_row, index_rows_sql
 from .sql import table_reference
 
 #: Key space of the two-key advisory locks (``pg_advisory_lock(int4, int4)``) taken around

@@ -36,13 +36,13 @@ from .findings import IndexState
 from .health import snapshot_for
 from .progress import BuildOutput
 from .reports import IndexReport
-from .safe_changes import (
+from .targeting import resolve_databases, search_path_of, tenant_tables_for
+from .uniquebuild import (
     add_unique_constraint_concurrently,
     attach_constraint_sql,
     unique_index_sql,
     uses_index_then_constraint,
 )
-from .targeting import resolve_databases, search_path_of, tenant_tables_for
 
 if TYPE_CHECKING:
     from django.db.backends.postgresql.base import DatabaseWrapper as PostgreSQLWrapper
@@ -359,7 +359,7 @@ def unique_constraint_action(
 
 def run_unique_constraint(action: RepairAction) -> RepairResult:
     """Carry out a :func:`unique_constraint_action` through the migration operation's own
-    :func:`~tenant_indexes.safe_changes.add_unique_constraint_concurrently`."""
+    :func:`~tenant_indexes.uniquebuild.add_unique_constraint_concurrently`."""
     model, constraint = _declared_constraint(action)  # type: ignore[misc]
     try:
         with connections[action.database].schema_editor(atomic=False) as editor:

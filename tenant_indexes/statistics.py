@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .catalog import (
+from .indexrows import (
     INDEXES_OF_REQUESTED_TABLES,
     REQUESTED_TABLES_SQL,
     CatalogIndex,
