@@ -13,7 +13,8 @@ per table or index.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,8 @@ class CatalogTable:
         seq_scan: sequential scans (``pg_stat_user_tables``).
         idx_scan: index scans on the table.
         n_live_tup: live rows according to the statistics collector.
+        column_types: ``(column, type)`` of every column, the type as ``format_type()``
+            writes it without its modifier (``character varying``, ``uuid``, ``bigint``).
     """
 
     schema: str
@@ -56,6 +59,11 @@ class CatalogTable:
     seq_scan: int | None
     idx_scan: int | None
     n_live_tup: int | None
+    column_types: tuple[tuple[str, str], ...] = ()
+
+    def column_type(self, column: str) -> str | None:
+        """The type of ``column`` (see :attr:`column_types`), ``None`` if there is none."""
+        return dict(self.column_types).get(column)
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,11 @@ _SNAPSHOT_TABLES_SQL = f"""
     WITH requested AS ({REQUESTED_TABLES_SQL})
     SELECT n.nspname, c.relname, r.schema, c.reltuples::float8,
            c.relpages::bigint * current_setting('block_size')::bigint,
-           s.seq_scan, s.idx_scan, s.n_live_tup
+           s.seq_scan, s.idx_scan, s.n_live_tup,
+           (SELECT json_agg(json_build_array(a.attname, format_type(a.atttypid, NULL))
+                            ORDER BY a.attnum)::text
+              FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
       FROM requested r
       JOIN pg_class c ON c.oid = r.oid
       JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -159,6 +171,15 @@ PARTITION_COUNT_FIELDS = ("partitions_total", "partitions_attached")
 _SNAPSHOT_INDEXES_SQL = index_rows_sql(
     INDEXES_OF_REQUESTED_TABLES, extra_columns=PARTITION_COUNT_COLUMNS, requested=True
 )
+
+
+def _table_from_row(row: Sequence[Any]) -> CatalogTable:
+    """A row of the tables statement: the fields in order, the column types last (JSON)."""
+    pairs = tuple((name, kind) for name, kind in json.loads(row[-1] or "[]"))
+    schema, name, requested_schema, rows, size, seq_scan, idx_scan, live_tuples = row[:-1]
+    return CatalogTable(
+        schema, name, requested_schema, rows, size, seq_scan, idx_scan, live_tuples, pairs
+    )
 
 
 def catalog_snapshot(
@@ -220,7 +241,7 @@ def catalog_snapshot(
                 cursor.fetchone()
             )
             cursor.execute(_SNAPSHOT_TABLES_SQL, arrays)
-            live_tables = tuple(CatalogTable(*row) for row in cursor.fetchall())
+            live_tables = tuple(_table_from_row(row) for row in cursor.fetchall())
             cursor.execute(_SNAPSHOT_INDEXES_SQL, arrays)
             live_indexes = tuple(
                 index_from_row(row, PARTITION_COUNT_FIELDS) for row in cursor.fetchall()

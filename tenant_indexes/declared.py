@@ -88,6 +88,9 @@ class TenantTable:
         tenant_column: the column that holds the tenant.
         indexes: the declared indexes whose columns include the tenant column.
         all_index_names: every index name the model declares (for the static name checks).
+        tenant_column_type: the column type Django writes for the tenant column on this
+            alias (``Field.db_type()``: for a foreign key, the type of the tenant model's
+            primary key, e.g. ``uuid``); ``None`` when unknown (no alias).
     """
 
     app_label: str
@@ -97,6 +100,7 @@ class TenantTable:
     tenant_column: str
     indexes: tuple[DeclaredIndex, ...]
     all_index_names: tuple[str, ...] = field(default=())
+    tenant_column_type: str | None = None
 
     @property
     def has_tenant_leading_index(self) -> bool:
@@ -182,7 +186,18 @@ def tenant_table_for_model(
         tenant_column=column,
         indexes=indexes,
         all_index_names=tuple(ix.name for ix in meta.indexes if ix.name),
+        tenant_column_type=_column_type(model, column, using),
     )
+
+
+def _column_type(model: type[models.Model], column: str, using: str | None) -> str | None:
+    """``db_type()`` of the field of ``model`` whose column is ``column``, on ``using``."""
+    if using is None:
+        return None
+    for f in model._meta.local_concrete_fields:
+        if f.column == column:
+            return f.db_type(connections[using])
+    return None
 
 
 def _declared_indexes(
