@@ -173,7 +173,8 @@ def main() -> None:
         cursor.execute(f"DROP TABLE {TABLE}")
     watcher.close()
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, PostgreSQL {connection.pg_version}"
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, PostgreSQL "
+        f"{connection.pg_version // 10000}.{connection.pg_version % 10000}"
     )
 
 
