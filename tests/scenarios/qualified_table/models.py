@@ -10,7 +10,7 @@ from django.db import models
 from tenant_indexes import TenantForeignKey, TenantIndex
 
 
-class Invoice(models.Model):
+class BillingInvoice(models.Model):
     tenant = TenantForeignKey()
     number = models.CharField(max_length=20)
     status = models.CharField(max_length=20)

@@ -12,13 +12,13 @@ class Migration(migrations.Migration):
 
     operations = [
         tenant_indexes.operations.AddIndexConcurrently(
-            model_name="invoice",
+            model_name="billinginvoice",
             index=tenant_indexes.indexes.TenantIndex(
                 fields=["status"], name="invoice_tenant_status"
             ),
         ),
         tenant_indexes.safe_changes.AddUniqueConstraintConcurrently(
-            model_name="invoice",
+            model_name="billinginvoice",
             constraint=models.UniqueConstraint(
                 fields=("tenant", "number"), name="invoice_tenant_number"
             ),
