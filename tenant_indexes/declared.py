@@ -196,7 +196,10 @@ def _column_type(model: type[models.Model], column: str, using: str | None) -> s
         return None
     for f in model._meta.local_concrete_fields:
         if f.column == column:
-            return f.db_type(connections[using])
+            try:
+                return f.db_type(connections[using])
+            except (ValueError, LookupError):  # a foreign key whose target is not resolved
+                return None
     return None
 
 
