@@ -1,7 +1,7 @@
 """Benchmark: what converting a ``tenant_id varchar(36)`` to ``uuid`` costs (E021).
 
 One ``bench_tenant_text`` table of ``--rows`` rows (default 1,000,000) over ``--tenants``
-tenants, made the seed's way (``tenant_id varchar(36)``), with its primary key and two
+tenants, made by hand (``tenant_id varchar(36)``), with its primary key and two
 tenant-leading indexes. Then the two ways of converting it:
 
 1. **in place**: ``ALTER TABLE ... ALTER COLUMN tenant_id TYPE uuid USING tenant_id::uuid``:

@@ -6,7 +6,7 @@ app's ``migrate`` then calls :func:`build_faked_initial_indexes` before the migr
 recorded.
 
 A table made outside Django may hold the tenant in a column of another type than Django's
-(the seed's hand-made SQL has ``tenant_id varchar(36)``; Django's foreign key to a tenant
+(hand-made SQL often has ``tenant_id varchar(36)``; Django's foreign key to a tenant
 model with a ``UUIDField`` primary key is ``uuid``). Nothing fails until the first query
 that compares the two, so the check reports it (``tenant_indexes.E021``,
 :func:`tenant_column_type_findings`) and the adoption says so in ``migrate``'s output.

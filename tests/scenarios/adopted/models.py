@@ -1,6 +1,6 @@
 """A tenant table that was made outside Django, then adopted with ``migrate --fake-initial``.
 
-The test builds ``adopted_tickets`` by hand first, the seed's way: ``tenant_id varchar(36)``,
+The test builds ``adopted_tickets`` by hand first: ``tenant_id varchar(36)``,
 where Django's ``TenantForeignKey`` to the help desk's ``Tenant`` (a ``UUIDField`` primary
 key) is ``uuid``.
 """
