@@ -118,10 +118,9 @@ class _QualifiedTable:
 def create_index_sql(schema_editor: Any, model: Any, index: Any, schema: str | None = None) -> str:
     """The ``CREATE INDEX CONCURRENTLY`` statement Django generates for ``index``, with
     every identifier quoted by :func:`tenant_indexes.sql.quote_identifier`; the table is
-    qualified by ``schema`` when one is given, or by the schema a ``"schema"."table"``
-    ``db_table`` names (the index is created in its table's schema)."""
+    qualified by ``schema``, else by the one its ``db_table`` names (``"schema"."table"``)."""
     own_schema, table = split_db_table(model._meta.db_table)
-    schema = schema if schema is not None else own_schema
+    schema = own_schema if schema is None else schema
     with quoting_by_our_rule(schema_editor):
         statement = index.create_sql(model, schema_editor, concurrently=True)
         if schema is not None:
