@@ -27,6 +27,10 @@ class TenantIndexesConfig(AppConfig):
         from .rls import rls_check_producer
 
         register_finding_producer(rls_check_producer)
+        # E021: a tenant column of another type than Django's (a database built elsewhere).
+        from .adoption import tenant_column_type_findings
+
+        register_finding_producer(tenant_column_type_findings)
         # W060/W061 in check_databases, when CHECK_INCLUDES_ADVISOR is on.
         from .advisor import register_check_producer
 

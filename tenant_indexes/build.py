@@ -46,7 +46,7 @@ from .normalise import normalise_definitions, request_for
 from .progress import BuildMonitor, BuildOutput, progress_reporter
 from .reads import first_error_line
 from .sessions import ensure_own_session
-from .sql import qualified_name, quoting_by_our_rule
+from .sql import qualified_name, quoting_by_our_rule, split_db_table, table_name
 
 logger = logging.getLogger(__name__)
 
@@ -118,11 +118,13 @@ class _QualifiedTable:
 def create_index_sql(schema_editor: Any, model: Any, index: Any, schema: str | None = None) -> str:
     """The ``CREATE INDEX CONCURRENTLY`` statement Django generates for ``index``, with
     every identifier quoted by :func:`tenant_indexes.sql.quote_identifier`; the table is
-    qualified by ``schema`` when one is given (the index is created in its table's schema)."""
+    qualified by ``schema``, else by the one its ``db_table`` names (``"schema"."table"``)."""
+    own_schema, table = split_db_table(model._meta.db_table)
+    schema = own_schema if schema is None else schema
     with quoting_by_our_rule(schema_editor):
         statement = index.create_sql(model, schema_editor, concurrently=True)
         if schema is not None:
-            statement.parts["table"] = _QualifiedTable(schema, model._meta.db_table)
+            statement.parts["table"] = _QualifiedTable(schema, table)
         return str(statement)
 
 
@@ -144,7 +146,8 @@ class _SafeBuild:
         self.index = index
         self.output = output
         self.config = get_config()
-        self.table = model._meta.db_table
+        self.db_table = model._meta.db_table  # maybe "schema"."table": for the lookups
+        self.table = table_name(self.db_table)
         self.schema = "public"
         self.started_at: Any = None
         self.last_blocker: buildcontrol.BlockingSession | None = None
@@ -162,7 +165,7 @@ class _SafeBuild:
         self.schema_editor.execute(sql, params=None)
 
     def _lookup(self) -> tuple[CatalogIndex | None, list[CatalogIndex]]:
-        found = buildcontrol.index_and_leftovers(self.connection, self.table, self.index.name)
+        found = buildcontrol.index_and_leftovers(self.connection, self.db_table, self.index.name)
         main = next((f for f in found if f.name == self.index.name), None)
         return main, [f for f in found if f.name != self.index.name]
 
@@ -207,7 +210,7 @@ class _SafeBuild:
                 f'(database alias "{self.connection.alias}" is a hot standby).'
             )
         self.session = ensure_own_session(self.connection)
-        schema = buildcontrol.table_schema(self.connection, self.table)
+        schema = buildcontrol.table_schema(self.connection, self.db_table)
         if schema is None:
             raise IndexBuildError(
                 f'Cannot build index "{self.index.name}": table "{self.table}" does not exist.'
@@ -414,7 +417,8 @@ class _SafeBuild:
             if self.last_blocker is not None:
                 seen.append(self.last_blocker)
             started = self.started_at or buildcontrol.server_clock(self.connection)
-            for session in buildcontrol.likely_build_blockers(self.connection, self.table, started):
+            blockers = buildcontrol.likely_build_blockers(self.connection, self.db_table, started)
+            for session in blockers:
                 if all(s.pid != session.pid for s in seen):
                     seen.append(session)
         except Exception:
@@ -485,7 +489,7 @@ def existing_index_state(schema_editor: Any, model: Any, index: Any) -> str:
     declared definition) or ``"different"`` (valid, with another one).
     """
     build = _SafeBuild(schema_editor, model, index, None)
-    build.schema = buildcontrol.table_schema(build.connection, build.table) or "public"
+    build.schema = buildcontrol.table_schema(build.connection, build.db_table) or "public"
     main, _leftovers = build._lookup()
     if main is None:
         return "missing"

@@ -12,8 +12,8 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import CatalogIndex, index_from_row, index_rows_sql
-from .sql import quote_identifier
+from .indexrows import CatalogIndex, index_from_row, index_rows_sql
+from .sql import table_reference
 
 #: Key space of the two-key advisory locks (``pg_advisory_lock(int4, int4)``) taken around
 #: index builds; the second key is ``hashtext()`` of the schema-qualified index name.
@@ -89,7 +89,7 @@ def index_and_leftovers(connection: Any, table: str, name: str) -> tuple[Catalog
     Returns:
         The matching indexes, ordered by table and name; empty when the table does not exist.
     """
-    params = {"table": quote_identifier(table), "name": name}
+    params = {"table": table_reference(table), "name": name}
     with connection.cursor() as cursor:
         cursor.execute(_INDEX_AND_LEFTOVERS_SQL, params)
         rows = cursor.fetchall()
@@ -97,11 +97,12 @@ def index_and_leftovers(connection: Any, table: str, name: str) -> tuple[Catalog
 
 
 def table_schema(connection: Any, table: str) -> str | None:
-    """The schema ``table`` resolves to on this connection's search_path, or ``None``."""
+    """The schema ``table`` (a ``db_table``, maybe ``"schema"."table"``) is in, resolved on
+    this connection's search_path when it names no schema; ``None`` when it does not exist."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = to_regclass(%s)",
-            [quote_identifier(table)],
+            [table_reference(table)],
         )
         row = cursor.fetchone()
     return row[0] if row else None
@@ -291,6 +292,6 @@ def likely_build_blockers(
                                 WHERE l.pid = a.pid AND l.relation = to_regclass(%(table)s)))
                       DESC, a.xact_start
             """,
-            {"before": started_before, "table": quote_identifier(table)},
+            {"before": started_before, "table": table_reference(table)},
         )
         return tuple(BlockingSession(*row) for row in cursor.fetchall())

@@ -25,6 +25,7 @@ from django.db.models.functions import Collate
 
 from .conf import get_config
 from .indexes import TenantIndex
+from .sql import split_db_table, table_name
 from .tenancy import tenant_column_of
 
 # Index classes name their access method in ``suffix`` (GinIndex.suffix == "gin"); the base
@@ -37,7 +38,7 @@ class DeclaredIndex:
     """One index a model declares, resolved to database column names.
 
     Attributes:
-        table: the model's ``db_table``.
+        table: the model's ``db_table`` without its schema (see ``TenantTable.schema``).
         name: the index name the database will use.
         columns: key columns in order; ``None`` stands for an expression.
         descending: one flag per key column, ``True`` for ``DESC``.
@@ -81,11 +82,15 @@ class TenantTable:
     Attributes:
         app_label: the model's app label.
         model: the model label (``app_label.ModelName``).
-        schema: the schema, or ``None`` for "the connection's search_path".
-        table: the table name (``db_table``).
+        schema: the schema a ``db_table = '"schema"."table"'`` names, or ``None`` for
+            "the connection's search_path" (and, when checked, each checked schema).
+        table: the table name (``db_table`` without its schema).
         tenant_column: the column that holds the tenant.
         indexes: the declared indexes whose columns include the tenant column.
         all_index_names: every index name the model declares (for the static name checks).
+        tenant_column_type: the column type Django writes for the tenant column on this
+            alias (``Field.db_type()``: for a foreign key, the type of the tenant model's
+            primary key, e.g. ``uuid``); ``None`` when unknown (no alias).
     """
 
     app_label: str
@@ -95,6 +100,7 @@ class TenantTable:
     tenant_column: str
     indexes: tuple[DeclaredIndex, ...]
     all_index_names: tuple[str, ...] = field(default=())
+    tenant_column_type: str | None = None
 
     @property
     def has_tenant_leading_index(self) -> bool:
@@ -171,15 +177,30 @@ def tenant_table_for_model(
         for ix, refs in _declared_indexes(model, editor)
         if column in ix.columns or column in refs
     )
+    schema, table = split_db_table(meta.db_table)
     return TenantTable(
         app_label=meta.app_label,
         model=meta.label,
-        schema=None,
-        table=meta.db_table,
+        schema=schema,
+        table=table,
         tenant_column=column,
         indexes=indexes,
         all_index_names=tuple(ix.name for ix in meta.indexes if ix.name),
+        tenant_column_type=_column_type(model, column, using),
     )
+
+
+def _column_type(model: type[models.Model], column: str, using: str | None) -> str | None:
+    """``db_type()`` of the field of ``model`` whose column is ``column``, on ``using``."""
+    if using is None:
+        return None
+    for f in model._meta.local_concrete_fields:
+        if f.column == column:
+            try:
+                return f.db_type(connections[using])
+            except (ValueError, LookupError):  # a foreign key whose target is not resolved
+                return None
+    return None
 
 
 def _declared_indexes(
@@ -202,7 +223,7 @@ def _declared_indexes(
             found.append(
                 (
                     DeclaredIndex(
-                        table=meta.db_table,
+                        table=table_name(meta.db_table),
                         name=_implicit_index_name(model, f.column, editor),
                         columns=(f.column,),
                         descending=(False,),
@@ -249,7 +270,7 @@ def _from_index(model: type[models.Model], index: models.Index, editor: Any) -> 
         expressions = None
     method = index.suffix if index.suffix != _BASE_INDEX_SUFFIX else "btree"
     return DeclaredIndex(
-        table=meta.db_table,
+        table=table_name(meta.db_table),
         name=index.name,
         columns=columns,
         descending=descending,
@@ -310,7 +331,7 @@ def _from_constraint(
     meta = model._meta
     columns = tuple(_column_of(model, name) for name in constraint.fields)
     return DeclaredIndex(
-        table=meta.db_table,
+        table=table_name(meta.db_table),
         name=constraint.name,
         columns=columns,
         descending=tuple(False for _ in columns),

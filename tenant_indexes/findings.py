@@ -56,6 +56,10 @@ I_NAME_OVER_30 = "tenant_indexes.I001"
 # Migrations (system check): a concurrent index operation in an atomic migration.
 E_ATOMIC_CONCURRENT_MIGRATION = "tenant_indexes.E020"
 
+# Adoption of a database Django did not build: the tenant column has another type than the
+# one Django gives it (the tenant model's primary key type), e.g. varchar against uuid.
+E_TENANT_COLUMN_TYPE = "tenant_indexes.E021"
+
 # Usage findings (tenant_index_stats).
 W_SEQ_SCAN_HEAVY = "tenant_indexes.W010"
 W_PLAN_WITHOUT_TENANT_INDEX = "tenant_indexes.W011"

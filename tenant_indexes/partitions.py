@@ -35,7 +35,7 @@ from django.db import OperationalError, transaction
 
 from .conf import get_config
 from .exceptions import IndexBuildError
-from .sql import qualified_name, quote_identifier, quoting_by_our_rule
+from .sql import qualified_name, quote_identifier, quoting_by_our_rule, table_name, table_reference
 
 logger = logging.getLogger("tenant_indexes.build")
 
@@ -132,7 +132,7 @@ def _is_lock_conflict(error: BaseException) -> bool:
 
 def relkind(connection: Any, table: str, schema: str | None = None) -> str | None:
     """``pg_class.relkind`` of ``table`` (on the search_path unless ``schema``)."""
-    relation = qualified_name(schema, table) if schema else quote_identifier(table)
+    relation = qualified_name(schema, table_name(table)) if schema else table_reference(table)
     with connection.cursor() as cursor:
         cursor.execute("SELECT relkind::text FROM pg_class WHERE oid = to_regclass(%s)", [relation])
         row = cursor.fetchone()
@@ -209,7 +209,7 @@ class _PartitionedBuild:
         self.editor = schema_editor
         self.connection = schema_editor.connection
         self.model, self.index, self.schema, self.output = model, index, schema, output
-        self.table = model._meta.db_table
+        self.table = table_name(model._meta.db_table)
         self.config = get_config()
 
     def _say(self, message: str) -> None:
@@ -392,7 +392,7 @@ def remove_index(schema_editor: Any, model: Any, index: Any) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = to_regclass(%s)",
-            [quote_identifier(table)],
+            [table_reference(table)],
         )
         (schema,) = cursor.fetchone()
     drop_partitioned_index(schema_editor, schema, index.name)
@@ -406,7 +406,7 @@ def partitioned_index_sql(schema_editor: Any, model: Any, index: Any, schema: st
     name is what the real run adds; here such a partition gets its own index.
     """
     build = _PartitionedBuild(schema_editor, model, index, schema, None)
-    table, parent_index = model._meta.db_table, index.name
+    table, parent_index = table_name(model._meta.db_table), index.name
 
     def create(on_schema: str, on_table: str, name: str, concurrently: bool, only: bool) -> str:
         sql = index_sql(schema_editor, model, index, schema=on_schema, table=on_table,

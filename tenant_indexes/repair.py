@@ -7,8 +7,10 @@ runs. :func:`run_repairs` carries them out through
 :func:`~tenant_indexes.build.build_index_concurrently`: concurrently, with bounded lock
 waits, the advisory lock, and verification that the result is valid. Neither prints.
 
-Only indexes declared in ``Meta.indexes`` are built here; an index that backs a constraint
-or a field's ``db_index`` belongs to its migration. A drifted index (valid, other
+Indexes declared in ``Meta.indexes`` are built here, and so are unique constraints that
+include the tenant (a faked migration skips them): ``CREATE UNIQUE INDEX CONCURRENTLY``, then
+``ADD CONSTRAINT ... UNIQUE USING INDEX``, re-runnable after either step. An index that
+backs a field's ``db_index`` belongs to its migration. A drifted index (valid, other
 definition) is reported and left alone, as the migration operation does.
 """
 
@@ -35,6 +37,12 @@ from .health import snapshot_for
 from .progress import BuildOutput
 from .reports import IndexReport
 from .targeting import resolve_databases, search_path_of, tenant_tables_for
+from .uniquebuild import (
+    add_unique_constraint_concurrently,
+    attach_constraint_sql,
+    unique_index_sql,
+    uses_index_then_constraint,
+)
 
 if TYPE_CHECKING:
     from django.db.backends.postgresql.base import DatabaseWrapper as PostgreSQLWrapper
@@ -129,6 +137,9 @@ def action_for(report: IndexReport, scoped: bool = False, exists: bool = True) -
         "model": report.model,
         "schema": report.schema if scoped else None,
     }
+    constraint_action = unique_constraint_action(report, base, exists)
+    if constraint_action is not None:
+        return constraint_action
     if report.status == IndexState.OK:
         return RepairAction(kind=RepairKind.NOTHING, **base)
     if report.status == IndexState.DRIFT:
@@ -288,6 +299,8 @@ def run_repairs(
 
 
 def _run_one(action: RepairAction, output: BuildOutput | None) -> RepairResult:
+    if _declared_constraint(action) is not None:
+        return run_unique_constraint(action)
     model, index = _declared_index(action.model, action.index)  # type: ignore[misc]
     try:
         with connections[action.database].schema_editor(atomic=False) as editor:
@@ -300,3 +313,63 @@ def _run_one(action: RepairAction, output: BuildOutput | None) -> RepairResult:
             return RepairResult(action, done=True, detail="valid (built elsewhere)")
         return RepairResult(action, done=False, detail=str(e).strip())
     return RepairResult(action, done=True, detail=outcome.value)
+
+
+def _declared_constraint(report: IndexReport | RepairAction) -> tuple[Any, Any] | None:
+    """The model and the unique constraint called like the report's index, if the model
+    declares one that is attached ``USING INDEX`` (a plain unique constraint on fields)."""
+    name = report.name if isinstance(report, IndexReport) else report.index
+    model = apps.get_model(report.model)
+    for constraint in model._meta.constraints:
+        if constraint.name == name and uses_index_then_constraint(constraint):
+            return model, constraint
+    return None
+
+
+def unique_constraint_action(
+    report: IndexReport, base: _ActionSubject, exists: bool
+) -> RepairAction | None:
+    """The repair of a declared unique constraint whose migration was faked, or ``None``
+    when ``report`` is not one (or when the constraint is there, or cannot be repaired).
+
+    Missing: its unique index concurrently, then the constraint ``USING INDEX``. INVALID
+    (e.g. a unique build over duplicate rows): dropped first. Valid but not attached to a
+    constraint (a run stopped between the two steps): only the constraint.
+    """
+    declared = _declared_constraint(report)
+    if declared is None or report.schema is None or not exists:
+        return None
+    if report.status not in (IndexState.OK, IndexState.MISSING, IndexState.INVALID):
+        return None
+    if report.status == IndexState.OK and (report.live is None or report.live.constraint):
+        return None
+    model, constraint = declared
+    connection = cast("PostgreSQLWrapper", connections[report.database])
+    with connection.schema_editor(atomic=False) as editor:
+        statements = []
+        if report.status != IndexState.OK:
+            session = build_settings(get_config())
+            if connection.pg_version < 140000:
+                session.pop("client_connection_check_interval", None)
+            statements = [f"SET {k} = {editor.quote_value(v)}" for k, v in session.items()]
+        if report.status == IndexState.INVALID:
+            statements.append(drop_index_sql(report.schema, report.name))
+        if report.status != IndexState.OK:
+            statements.append(unique_index_sql(editor, model, constraint, base["schema"]))
+        statements.append(attach_constraint_sql(editor, model, constraint.name, base["schema"]))
+    kind = RepairKind.REBUILD if report.status == IndexState.INVALID else RepairKind.CREATE
+    return RepairAction(kind=kind, statements=tuple(statements), **base)
+
+
+def run_unique_constraint(action: RepairAction) -> RepairResult:
+    """Carry out a :func:`unique_constraint_action` through the migration operation's own
+    :func:`~tenant_indexes.uniquebuild.add_unique_constraint_concurrently`."""
+    model, constraint = _declared_constraint(action)  # type: ignore[misc]
+    try:
+        with connections[action.database].schema_editor(atomic=False) as editor:
+            add_unique_constraint_concurrently(editor, model, constraint)
+    except BuildRefusedError:
+        raise
+    except (IndexBuildError, DatabaseError) as e:
+        return RepairResult(action, done=False, detail=str(e).strip())
+    return RepairResult(action, done=True, detail="constraint built")

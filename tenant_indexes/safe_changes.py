@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from django.db import NotSupportedError, OperationalError, transaction
 from django.db.migrations.operations import AddConstraint, AlterField
 from django.db.migrations.operations.base import Operation
-from django.db.models import UniqueConstraint
 
 from . import buildcontrol
 from .build import (
@@ -45,7 +42,7 @@ from .catalog import valid_indexes_leading_with
 from .conf import get_config
 from .exceptions import IndexBuildError, LockWaitTimeoutError
 from .progress import migrate_output
-from .sql import qualified_name, quote_identifier
+from .sql import qualified_name, quote_identifier, table_name
 
 logger = logging.getLogger(__name__)
 
@@ -279,21 +276,6 @@ class ChangeIndexConcurrently(Operation):
         return f"{self.model_name_lower}_change_{self.new_index.name.lower()}"
 
 
-def uses_index_then_constraint(constraint: Any) -> bool:
-    """Whether ``constraint`` can be attached ``USING INDEX``: a plain unique constraint on
-    fields (no condition, expressions, ``INCLUDE``, operator classes or deferral). The
-    others are unique *indexes* in Django already, and are built as such."""
-    return bool(
-        isinstance(constraint, UniqueConstraint)
-        and constraint.fields
-        and not constraint.condition
-        and not constraint.expressions
-        and not getattr(constraint, "include", None)
-        and not getattr(constraint, "opclasses", None)
-        and constraint.deferrable is None
-    )
-
-
 class AddUniqueConstraintConcurrently(AddConstraint):
     """A ``UniqueConstraint`` added without blocking writes.
 
@@ -322,6 +304,8 @@ class AddUniqueConstraintConcurrently(AddConstraint):
         if not _is_postgresql(schema_editor):
             schema_editor.add_constraint(model, self.constraint)
             return
+        from .uniquebuild import add_unique_constraint_concurrently
+
         add_unique_constraint_concurrently(schema_editor, model, self.constraint)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state) -> None:
@@ -329,94 +313,6 @@ class AddUniqueConstraintConcurrently(AddConstraint):
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return
         schema_editor.remove_constraint(model, self.constraint)
-
-
-def unique_index_sql(schema_editor: Any, model: Any, constraint: Any) -> str:
-    """``CREATE UNIQUE INDEX CONCURRENTLY`` for ``constraint`` (fields or expressions)."""
-    statement = constraint.create_sql(model, schema_editor)
-    text = str(statement)
-    if uses_index_then_constraint(constraint):
-        # Django writes ALTER TABLE ... ADD CONSTRAINT ... UNIQUE (cols): same columns.
-        columns = ", ".join(
-            schema_editor.quote_name(model._meta.get_field(f).column) for f in constraint.fields
-        )
-        nulls = ""
-        if getattr(constraint, "nulls_distinct", None) is False:
-            nulls = " NULLS NOT DISTINCT"
-        return (
-            f"CREATE UNIQUE INDEX CONCURRENTLY {quote_identifier(constraint.name)} ON "
-            f"{schema_editor.quote_name(model._meta.db_table)} ({columns}){nulls}"
-        )
-    return text.replace("CREATE UNIQUE INDEX", "CREATE UNIQUE INDEX CONCURRENTLY", 1)
-
-
-def attach_constraint_sql(schema_editor: Any, model: Any, name: str) -> str:
-    """``ALTER TABLE ... ADD CONSTRAINT name UNIQUE USING INDEX name``."""
-    return (
-        f"ALTER TABLE {schema_editor.quote_name(model._meta.db_table)} ADD CONSTRAINT "
-        f"{quote_identifier(name)} UNIQUE USING INDEX {quote_identifier(name)}"
-    )
-
-
-def add_unique_constraint_concurrently(schema_editor: Any, model: Any, constraint: Any) -> None:
-    """Build ``constraint``'s unique index concurrently, then attach the constraint to it.
-
-    Re-runnable: a valid unique index of that name is taken as built, an INVALID one is
-    dropped and built again, an existing constraint is left alone.
-    """
-    connection = schema_editor.connection
-    table = model._meta.db_table
-    name = constraint.name
-    if schema_editor.collect_sql:
-        schema_editor.execute(unique_index_sql(schema_editor, model, constraint))
-        if uses_index_then_constraint(constraint):
-            schema_editor.execute(attach_constraint_sql(schema_editor, model, name))
-        return
-    schema = _table_schema(schema_editor, model)
-    found = next(
-        (f for f in buildcontrol.index_and_leftovers(connection, table, name) if f.name == name),
-        None,
-    )
-    if found is not None and found.constraint:
-        _say(schema_editor, 'adopted the existing constraint "%s"', name)
-        return
-    if found is not None and not (found.valid and found.unique):
-        _say(schema_editor, 'dropping the INVALID index "%s" concurrently', name)
-        _drop_concurrently(schema_editor, schema, name)
-        found = None
-    if found is None:
-        with _build_session(connection):
-            schema_editor.execute(unique_index_sql(schema_editor, model, constraint), params=None)
-    after = next(
-        (f for f in buildcontrol.index_and_leftovers(connection, table, name) if f.name == name),
-        None,
-    )
-    if after is None or not after.valid:
-        raise IndexBuildError(
-            f'CREATE UNIQUE INDEX CONCURRENTLY "{name}" returned but the index is '
-            f"{'missing' if after is None else 'INVALID'}; run again to rebuild it."
-        )
-    if uses_index_then_constraint(constraint):
-        run_short_transaction(schema_editor, [attach_constraint_sql(schema_editor, model, name)])
-    _say(schema_editor, 'built unique constraint "%s" concurrently', name)
-
-
-@contextmanager
-def _build_session(connection: Any) -> Iterator[None]:
-    """``lock_timeout`` of a build and no ``statement_timeout``, restored afterwards."""
-    from .build import build_settings
-
-    names = ("lock_timeout", "statement_timeout")
-    previous = buildcontrol.session_settings(connection, names)
-    wanted = {k: v for k, v in build_settings(get_config()).items() if k in names}
-    buildcontrol.set_session_settings(connection, wanted)
-    try:
-        yield
-    finally:
-        if connection.connection is not None and connection.is_usable():
-            buildcontrol.set_session_settings(
-                connection, {k: v for k, v in previous.items() if v is not None}
-            )
 
 
 def implicit_index_names(schema_editor: Any, model: Any, field: Any) -> list[str]:
@@ -462,7 +358,7 @@ class ConvertToTenantForeignKey(AlterField):
                 schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {quote_identifier(name)}")
             return
         schema = _table_schema(schema_editor, model)
-        table = qualified_name(schema, model._meta.db_table)
+        table = qualified_name(schema, table_name(model._meta.db_table))
         leading = valid_indexes_leading_with(schema_editor.connection, table, old_field.column)
         keep = [n for n in leading if n not in names]
         if not keep:
@@ -535,44 +431,3 @@ def is_concurrent_operation(operation: Any) -> bool:
     ).__name__ in ("AddIndexConcurrently", "RemoveIndexConcurrently"):
         return True
     return any(is_concurrent_operation(op) for op in getattr(operation, "database_operations", ()))
-
-
-def build_faked_initial_indexes(connection: Any, migration: Any, output: Any = None) -> int:
-    """Build what ``migrate --fake-initial`` skipped: the indexes and unique constraints of
-    the tenant tables an initial migration creates, concurrently.
-
-    For a database whose tables were made outside Django. Each declared index goes through
-    :func:`build_index_concurrently`: a present one with the same definition is adopted, a
-    missing one built, an INVALID one rebuilt, a different one refused with both
-    definitions (:class:`~tenant_indexes.exceptions.IndexDefinitionMismatchError`). Unique
-    constraints are built by :func:`add_unique_constraint_concurrently`.
-
-    Returns:
-        How many indexes and constraints were looked at.
-    """
-    from django.db.migrations.loader import MigrationLoader
-    from django.db.migrations.operations import CreateModel
-
-    from .autodetector import is_safe_table
-
-    if connection.vendor != "postgresql":
-        return 0
-    key = (migration.app_label, migration.name)
-    state = MigrationLoader(connection).project_state(key, at_end=True)
-    done = 0
-    for operation in migration.operations:
-        if not isinstance(operation, CreateModel):
-            continue
-        model_key = (migration.app_label, operation.name_lower)
-        if not is_safe_table(state.models[model_key]):
-            continue
-        model = state.apps.get_model(*model_key)
-        with connection.schema_editor(atomic=False) as editor:
-            for index in model._meta.indexes:
-                build_index_concurrently(editor, model, index, output=output)
-                done += 1
-            for constraint in model._meta.constraints:
-                if isinstance(constraint, UniqueConstraint):
-                    add_unique_constraint_concurrently(editor, model, constraint)
-                    done += 1
-    return done

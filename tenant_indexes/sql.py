@@ -8,9 +8,14 @@ statement (or passes to ``to_regclass()``) goes through :func:`quote_identifier`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+# Django's own spelling of a table in a schema: ``db_table = '"schema"."table"'`` (its
+# ``quote_name`` leaves a name that starts and ends with ``"`` as it is).
+_QUALIFIED_DB_TABLE = re.compile(r'^"((?:[^"]|"")+)"\."((?:[^"]|"")+)"$')
 
 
 def quote_identifier(identifier: str) -> str:
@@ -23,6 +28,32 @@ def qualified_name(schema: str | None, name: str) -> str:
     if schema is None:
         return quote_identifier(name)
     return f"{quote_identifier(schema)}.{quote_identifier(name)}"
+
+
+def split_db_table(db_table: str) -> tuple[str | None, str]:
+    """``(schema, table)`` of a model's ``db_table``; ``(None, db_table)`` when it names no
+    schema (the table is then found on the search_path).
+
+    ``'"billing"."invoice"'`` (Django's quoted form) is ``("billing", "invoice")``; doubled
+    quotes inside either part are undone. Every module that takes a ``db_table`` apart goes
+    through this function.
+    """
+    match = _QUALIFIED_DB_TABLE.match(db_table)
+    if match is None:
+        return None, db_table
+    schema, table = (part.replace('""', '"') for part in match.groups())
+    return schema, table
+
+
+def table_name(db_table: str) -> str:
+    """The table part of ``db_table``, without its schema (see :func:`split_db_table`)."""
+    return split_db_table(db_table)[1]
+
+
+def table_reference(db_table: str) -> str:
+    """``db_table`` quoted as SQL (and ``to_regclass()``) takes it: ``"schema"."table"``
+    for a schema-qualified one, else the bare quoted name."""
+    return qualified_name(*split_db_table(db_table))
 
 
 @contextmanager

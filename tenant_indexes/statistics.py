@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .catalog import (
+from .indexrows import (
     INDEXES_OF_REQUESTED_TABLES,
     REQUESTED_TABLES_SQL,
     CatalogIndex,
@@ -24,7 +24,7 @@ from .catalog import (
     requested_arrays,
 )
 from .reads import bounded_read, check_timeouts, explain_plan, plan_nodes
-from .sql import qualified_name, quote_identifier
+from .sql import qualified_name, quote_identifier, table_reference
 
 
 @dataclass(frozen=True)
@@ -334,7 +334,7 @@ def representative_tenants(
         ``(typical, largest)``; ``(None, None)`` when the table or the column does not exist
         or the table is empty.
     """
-    relation = qualified_name(*table) if isinstance(table, tuple) else quote_identifier(table)
+    relation = qualified_name(*table) if isinstance(table, tuple) else table_reference(table)
     with bounded_read(using) as cursor:
         cursor.execute(_CLEAR_AND_BOUND_SQL, check_timeouts())
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [relation])

@@ -7,7 +7,7 @@ With ``--fake-initial``, an initial migration whose tables already exist is reco
 running, and Django skips its indexes too. For tenant tables this command then builds them
 concurrently before the migration is recorded (adopting those that exist and match,
 rebuilding INVALID ones, refusing different ones), with their unique constraints
-(:func:`tenant_indexes.safe_changes.build_faked_initial_indexes`).
+(:func:`tenant_indexes.adoption.build_faked_initial_indexes`).
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ class Command(SignalExitMixin, django_migrate.Command):
         # definition) leaves it unapplied, so migrate --fake-initial can run again.
         from django.db.migrations.executor import MigrationExecutor
 
+        from tenant_indexes.adoption import build_faked_initial_indexes
         from tenant_indexes.progress import migrate_output
-        from tenant_indexes.safe_changes import build_faked_initial_indexes
 
         connection = connections[self._database]
         soft_applied, _state = MigrationExecutor(connection).detect_soft_applied(None, migration)
