@@ -18,22 +18,28 @@ Two threads with different scopes at once close the module, for both layers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
 from django import forms
+from django.contrib.auth.models import Permission, User
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connection, connections, transaction
 from django.db.models import Count, Exists, F, OuterRef, Subquery, Sum
 from django.db.models.expressions import RawSQL
+from django.test import Client
 
 from tenant_indexes import TenantNotSetError, TenantScopeError, all_tenants, tenant_context
 from tenant_indexes.helpdesk.models import Tenant
+from tenant_indexes.rls import rls_tenant, set_rls_tenant
 from tests.scopingapp.models import Comment, Label, Project, Secret, Task
 from tests.test_scoping import World, _populate
 
@@ -548,3 +554,432 @@ def test_the_fingerprint_sees_any_change_of_b(world: World) -> None:
     before = b_fingerprint(world)
     Task.labels.through.objects.filter(task=world.b_task).delete()
     assert b_fingerprint(world) != before
+
+
+# The admin, through Django's test client, as tenant A's staff (TenantScopeMiddleware).
+
+
+def _autocomplete(term: str) -> tuple[str, dict[str, Any]]:
+    query = {"app_label": "scopingapp", "model_name": "comment", "field_name": "task"}
+    return "/admin/autocomplete/", {**query, "term": term}
+
+
+ADMIN_ATTACKS: dict[str, Callable[[World], tuple[str, str, dict[str, Any]]]] = {
+    "changelist_search_for_bs_title": lambda w: ("get", "/admin/scopingapp/task/", {"q": "b-"}),
+    "changelist_filter_on_bs_tenant": lambda w: (
+        "get",
+        "/admin/scopingapp/task/",
+        {"tenant__id__exact": str(w.b.pk)},
+    ),
+    "change_view_by_bs_id": lambda w: ("get", f"/admin/scopingapp/task/{w.b_task.pk}/change/", {}),
+    "change_post_to_bs_id": lambda w: (
+        "post",
+        f"/admin/scopingapp/task/{w.b_task.pk}/change/",
+        {"project": w.a_project.pk, "title": "changed", "points": 1},
+    ),
+    "delete_post_of_bs_id": lambda w: (
+        "post",
+        f"/admin/scopingapp/project/{w.b_project.pk}/delete/",
+        {"post": "yes"},
+    ),
+    "history_of_bs_id": lambda w: ("get", f"/admin/scopingapp/task/{w.b_task.pk}/history/", {}),
+    "add_post_linking_bs_project": lambda w: (
+        "post",
+        "/admin/scopingapp/task/add/",
+        {"project": w.b_project.pk, "title": "b-linked", "points": 1},
+    ),
+    "add_post_picking_bs_task_of_the_autocomplete": lambda w: (
+        "post",
+        "/admin/scopingapp/comment/add/",
+        {"task": w.b_task.pk, "body": "b-linked"},
+    ),
+    "autocomplete_search_for_bs_title": lambda w: ("get", *_autocomplete("b-")),
+    "autocomplete_listing_everything": lambda w: ("get", *_autocomplete("")),
+    "bulk_delete_action_with_bs_id": lambda w: (
+        "post",
+        "/admin/scopingapp/task/",
+        {"action": "delete_selected", "_selected_action": [w.b_task.pk], "post": "yes"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ADMIN_ATTACKS))
+def test_admin_attack(name: str, world: World) -> None:
+    user = User.objects.create_user("staff-a", is_staff=True, last_name="a")
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="scopingapp"))
+    client = Client()
+    client.force_login(user)
+    method, url, data = ADMIN_ATTACKS[name](world)
+    before = b_fingerprint(world)
+    response = getattr(client, method)(url, data)
+    assert response.status_code in (200, 302), response.status_code
+    body = response.content.decode()
+    assert "b-task" not in body and "b-project" not in body
+    assert b_fingerprint(world) == before
+    assert not Task.objects.unscoped().filter(title="b-linked").exists()
+    assert not Comment.objects.unscoped().filter(body="b-linked").exists()
+
+
+# SQL under row-level security, as the application's non-owner role. ``Secret`` has the tenant
+# policy; the suite connects as a superuser (which always bypasses it), so each test switches
+# to roles made for it. Their names carry the process id: roles are shared by the cluster.
+
+APP_ROLE = f"ti_attack_app_{os.getpid()}"
+OWNER_ROLE = f"ti_attack_owner_{os.getpid()}"
+REFUSED = "refused"  # the database (or, first, the ORM's write check) raises: nothing done
+SECRET = Secret._meta.db_table
+
+
+def _sql(statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _rowcount(statement: str, params: list[Any] | None = None) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return int(cursor.rowcount)
+
+
+def _bodies(statement: str, params: list[Any] | None = None) -> list[str]:
+    return sorted(str(r[0]) for r in _sql(statement, params))
+
+
+def _copy_out(statement: str) -> list[str]:
+    """``COPY ... TO STDOUT`` with whichever driver Django uses."""
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        if hasattr(raw, "copy"):  # psycopg 3
+            with raw.copy(statement) as copy:
+                data = b"".join(bytes(chunk) for chunk in copy)
+        else:  # psycopg2
+            buffer = io.BytesIO()
+            raw.copy_expert(statement, buffer)
+            data = buffer.getvalue()
+    return sorted(data.decode().splitlines())
+
+
+def _copy_in(statement: str, text: str) -> None:
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        if hasattr(raw, "copy"):  # psycopg 3
+            with raw.copy(statement) as copy:
+                copy.write(text)
+        else:  # psycopg2
+            raw.copy_expert(statement, io.StringIO(text))
+
+
+@contextlib.contextmanager
+def as_role(role: str) -> Iterator[None]:
+    _sql(f"SET ROLE {role}")
+    try:
+        yield
+    finally:
+        _sql("RESET ROLE")
+
+
+def _create_roles() -> None:
+    tenants = Tenant._meta.db_table
+    _sql(f"CREATE ROLE {APP_ROLE} NOLOGIN")
+    _sql(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
+    _sql(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {SECRET} TO {APP_ROLE}")
+    _sql(f"GRANT USAGE ON SEQUENCE {SECRET}_id_seq TO {APP_ROLE}")
+    _sql(f"GRANT SELECT ON {tenants} TO {APP_ROLE}")
+
+
+def _drop_roles() -> None:
+    for role in (APP_ROLE, OWNER_ROLE):
+        if _sql("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]):
+            _sql(f"DROP OWNED BY {role}")
+            _sql(f"DROP ROLE {role}")
+
+
+@pytest.fixture
+def rls_world(world: World) -> World:
+    """The world, the app role (rolled back with the test) and two functions to call."""
+    _create_roles()
+    _sql(
+        "CREATE FUNCTION ti_attack_bodies() RETURNS SETOF text LANGUAGE sql STABLE "
+        f"AS $$ SELECT body FROM {SECRET} $$"
+    )
+    _sql(
+        "CREATE FUNCTION ti_attack_wipe(t uuid) RETURNS integer LANGUAGE plpgsql AS $$ "
+        f"DECLARE n integer; BEGIN DELETE FROM {SECRET} WHERE tenant_id = t; "
+        "GET DIAGNOSTICS n = ROW_COUNT; RETURN n; END $$"
+    )
+    return world
+
+
+@dataclasses.dataclass(frozen=True)
+class SQLAttack:
+    run: Callable[[World], Any]
+    in_scope: Any  # the result inside rls_tenant(A), or REFUSED
+    no_scope: Any  # the result with no tenant set, or REFUSED
+
+
+def _prepared(w: World) -> list[str]:
+    _sql("PREPARE ti_attack_q(uuid) AS SELECT body FROM scopingapp_secret WHERE tenant_id = $1")
+    try:
+        return _bodies("EXECUTE ti_attack_q(%s)", [w.b.pk])
+    finally:
+        _sql("DEALLOCATE ti_attack_q")
+
+
+def _rawsql_on_unscoped_model(w: World) -> list[Any]:
+    """The ORM cannot refuse it (the query's model is not scoped): only the policy guards it."""
+    steal = RawSQL(f"SELECT max(body) FROM {SECRET} WHERE tenant_id = %s", [w.b.pk])
+    return list(Tenant.objects.annotate(s=steal).values_list("s", flat=True))
+
+
+def _all_tenants_orm(w: World) -> list[str]:
+    with all_tenants():
+        return sorted(Secret.objects.values_list("body", flat=True))
+
+
+SQL_ATTACKS: dict[str, SQLAttack] = {
+    "cursor_select_everything": SQLAttack(
+        lambda w: _bodies(f"SELECT body FROM {SECRET}"), ["a-secret"], []
+    ),
+    "cursor_select_bs_rows": SQLAttack(
+        lambda w: _bodies(f"SELECT body FROM {SECRET} WHERE tenant_id = %s", [w.b.pk]), [], []
+    ),
+    "cursor_update_bs_rows": SQLAttack(
+        lambda w: _rowcount(f"UPDATE {SECRET} SET body = 'x' WHERE tenant_id = %s", [w.b.pk]),
+        0,
+        0,
+    ),
+    "cursor_delete_everything": SQLAttack(lambda w: _rowcount(f"DELETE FROM {SECRET}"), 1, 0),
+    "cursor_insert_a_row_of_b": SQLAttack(
+        lambda w: _sql(f"INSERT INTO {SECRET} (tenant_id, body) VALUES (%s, 'x')", [w.b.pk]),
+        REFUSED,
+        REFUSED,
+    ),
+    "cursor_update_moving_rows_to_b": SQLAttack(
+        lambda w: _rowcount(f"UPDATE {SECRET} SET tenant_id = %s", [w.b.pk]), REFUSED, 0
+    ),
+    "copy_table_to_stdout": SQLAttack(
+        lambda w: [
+            line.split("\t")[1] for line in _copy_out(f"COPY {SECRET} (id, body) TO STDOUT")
+        ],
+        ["a-secret"],
+        [],
+    ),
+    "copy_query_to_stdout": SQLAttack(
+        lambda w: _copy_out(f"COPY (SELECT body FROM {SECRET}) TO STDOUT"), ["a-secret"], []
+    ),
+    "copy_a_row_of_b_from_stdin": SQLAttack(
+        lambda w: _copy_in(f"COPY {SECRET} (tenant_id, body) FROM STDIN", f"{w.b.pk}\tx\n"),
+        REFUSED,
+        REFUSED,
+    ),
+    "function_reading_the_table": SQLAttack(
+        lambda w: _bodies("SELECT * FROM ti_attack_bodies()"), ["a-secret"], []
+    ),
+    "function_deleting_bs_rows": SQLAttack(
+        lambda w: _sql("SELECT ti_attack_wipe(%s)", [w.b.pk])[0][0], 0, 0
+    ),
+    "cte_select": SQLAttack(
+        lambda w: _bodies(f"WITH s AS (SELECT * FROM {SECRET}) SELECT body FROM s"),
+        ["a-secret"],
+        [],
+    ),
+    "cte_deleting_bs_rows": SQLAttack(
+        lambda w: _sql(
+            f"WITH d AS (DELETE FROM {SECRET} WHERE tenant_id = %s RETURNING 1) "
+            "SELECT count(*) FROM d",
+            [w.b.pk],
+        )[0][0],
+        0,
+        0,
+    ),
+    "prepared_statement_for_bs_rows": SQLAttack(_prepared, [], []),
+    "rawsql_on_an_unscoped_model": SQLAttack(_rawsql_on_unscoped_model, [None, None], [None, None]),
+    "orm_unscoped_escape_hatch": SQLAttack(
+        lambda w: sorted(Secret.objects.unscoped().values_list("body", flat=True)), ["a-secret"], []
+    ),
+    "orm_unscoped_raw": SQLAttack(
+        lambda w: [s.body for s in Secret.objects.unscoped().raw(f"SELECT * FROM {SECRET}")],
+        ["a-secret"],
+        [],
+    ),
+    "orm_all_tenants": SQLAttack(_all_tenants_orm, ["a-secret"], []),
+    "orm_unscoped_update_of_bs_rows": SQLAttack(
+        lambda w: Secret.objects.unscoped().filter(tenant=w.b).update(body="x"), 0, 0
+    ),
+    "orm_unscoped_create_of_a_row_of_b": SQLAttack(
+        lambda w: Secret.objects.unscoped().create(tenant=w.b, body="x"), REFUSED, REFUSED
+    ),
+}
+
+
+@pytest.mark.parametrize("scope", ["in_a", "no_scope"])
+@pytest.mark.parametrize("name", list(SQL_ATTACKS))
+def test_sql_attack_as_the_app_role(name: str, scope: str, rls_world: World) -> None:
+    case = SQL_ATTACKS[name]
+    expect = case.in_scope if scope == "in_a" else case.no_scope
+    before = b_fingerprint(rls_world)
+    outer = rls_tenant(rls_world.a) if scope == "in_a" else transaction.atomic()
+    with as_role(APP_ROLE), outer:
+        if expect == REFUSED:
+            errors = (DatabaseError, connection.Database.Error, TenantScopeError)
+            with pytest.raises(errors, match=r"row-level security|Refusing"), transaction.atomic():
+                case.run(rls_world)
+        else:
+            with transaction.atomic():
+                assert case.run(rls_world) == expect
+    assert b_fingerprint(rls_world) == before
+
+
+def test_sql_attack__a_statement_prepared_in_bs_transaction_runs_with_as_tenant(
+    rls_world: World,
+) -> None:
+    """The policy reads the setting when the statement runs, not when it was prepared."""
+    with as_role(APP_ROLE):
+        with rls_tenant(rls_world.b):
+            _sql(f"PREPARE ti_attack_all AS SELECT body FROM {SECRET}")
+            assert _bodies("EXECUTE ti_attack_all") == ["b-secret"]
+        try:
+            with rls_tenant(rls_world.a):
+                assert _bodies("EXECUTE ti_attack_all") == ["a-secret"]
+            assert _bodies("EXECUTE ti_attack_all") == []
+        finally:
+            _sql("DEALLOCATE ti_attack_all")
+
+
+# What row-level security does not cover: SQL that chooses its own tenant or its own rights.
+
+
+def test_known_gap__sql_that_sets_the_tenant_itself_picks_the_tenant(rls_world: World) -> None:
+    """The policy trusts the setting: code that runs set_config() itself is not isolated."""
+    with as_role(APP_ROLE), rls_tenant(rls_world.a):
+        _sql("SELECT set_config('tenant_indexes.tenant', %s, true)", [str(rls_world.b.pk)])
+        assert _bodies(f"SELECT body FROM {SECRET}") == ["b-secret"]
+
+
+def test_known_gap__a_view_or_definer_function_runs_with_its_owners_rights(
+    rls_world: World,
+) -> None:
+    """A view (unless ``security_invoker``) or a ``SECURITY DEFINER`` function owned by a role
+    that bypasses the policy reads every tenant; a ``security_invoker`` view is guarded."""
+    _sql(f"CREATE VIEW ti_attack_view AS SELECT body FROM {SECRET}")
+    _sql(
+        "CREATE VIEW ti_attack_invoker_view WITH (security_invoker = true) "
+        f"AS SELECT body FROM {SECRET}"
+    )
+    _sql(
+        "CREATE FUNCTION ti_attack_definer() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER "
+        f"AS $$ SELECT body FROM {SECRET} $$"
+    )
+    _sql(f"GRANT SELECT ON ti_attack_view, ti_attack_invoker_view TO {APP_ROLE}")
+    with as_role(APP_ROLE), rls_tenant(rls_world.a):
+        assert _bodies("SELECT body FROM ti_attack_invoker_view") == ["a-secret"]
+        assert _bodies("SELECT body FROM ti_attack_view") == ["a-secret", "b-secret"]
+        assert _bodies("SELECT * FROM ti_attack_definer()") == ["a-secret", "b-secret"]
+
+
+# FORCE ROW LEVEL SECURITY, attacked through the ORM as the table's owner.
+
+
+@pytest.fixture
+def owned_secret(rls_world: World) -> World:
+    """``Secret``'s table owned by a non-superuser role (rolled back with the test)."""
+    _sql("SET CONSTRAINTS ALL IMMEDIATE")  # no pending trigger events before ALTER TABLE
+    _sql(f"CREATE ROLE {OWNER_ROLE} NOLOGIN")
+    _sql(f"GRANT USAGE ON SCHEMA public TO {OWNER_ROLE}")
+    _sql(f"ALTER TABLE {SECRET} OWNER TO {OWNER_ROLE}")
+    return rls_world
+
+
+def test_force__without_it_the_owner_bypasses_the_policy(owned_secret: World) -> None:
+    with as_role(OWNER_ROLE):
+        assert sorted(Secret.objects.unscoped().values_list("body", flat=True)) == [
+            "a-secret",
+            "b-secret",
+        ]
+
+
+def test_force__the_owner_sees_only_the_scoped_tenant_through_the_orm(owned_secret: World) -> None:
+    w = owned_secret
+    _sql(f"ALTER TABLE {SECRET} FORCE ROW LEVEL SECURITY")
+    before = b_fingerprint(w)
+    with as_role(OWNER_ROLE):
+        with rls_tenant(w.a):
+            assert list(Secret.objects.values_list("body", flat=True)) == ["a-secret"]
+            # The ORM's escape hatches lift the ORM's filter, not the database's.
+            assert list(Secret.objects.unscoped().values_list("body", flat=True)) == ["a-secret"]
+            assert _all_tenants_orm(w) == ["a-secret"]
+            assert Secret.objects.unscoped().filter(tenant=w.b).update(body="x") == 0
+            assert Secret.objects.create(body="a-new").tenant_id == w.a.pk
+        with transaction.atomic():  # the policy's tenant without the ORM's scope
+            set_rls_tenant(w.a)
+            with pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
+                Secret.objects.unscoped().create(tenant=w.b, body="x")  # WITH CHECK refuses
+            set_rls_tenant(None)  # the value lasts as long as the (test's) transaction
+        assert list(Secret.objects.unscoped().values_list("body", flat=True)) == []
+        assert _all_tenants_orm(w) == []
+        assert Secret.objects.unscoped().filter(tenant=w.b).delete()[0] == 0
+    assert b_fingerprint(w) == before
+
+
+# Two threads with different scopes at once, each on its own connection (rows committed).
+
+
+@pytest.fixture
+def committed_world(transactional_db: None) -> Iterator[World]:
+    w = _populate()
+    for tenant in (w.a, w.b):
+        Secret.objects.create(tenant=tenant, body=f"{tenant.slug}-secret")
+    _create_roles()
+    try:
+        yield w
+    finally:
+        _drop_roles()
+
+
+def _race(work: Callable[[Tenant], list[str]], w: World, rounds: int = 50) -> dict[str, set]:
+    """Run ``work`` in two threads, A's and B's, in lock step; return what each one saw."""
+    barrier = threading.Barrier(2, timeout=60)
+    seen: dict[str, set] = {"a": set(), "b": set()}
+    errors: list[BaseException] = []
+
+    def worker(tenant: Tenant) -> None:
+        try:
+            for _ in range(rounds):
+                barrier.wait()
+                seen[tenant.slug].update(work(tenant))
+        except BaseException as e:  # handed to the main thread
+            errors.append(e)
+            barrier.abort()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in (w.a, w.b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return seen
+
+
+def test_threads__two_orm_scopes_at_once_never_cross(committed_world: World) -> None:
+    def work(tenant: Tenant) -> list[str]:
+        with tenant_context(tenant):
+            titles = list(Task.objects.values_list("title", flat=True))
+            joined = Tenant.objects.values_list("tasks__title", flat=True)
+            return [*titles, *(t for t in joined if t is not None)]
+
+    seen = _race(work, committed_world)
+    assert seen == {"a": {"a-task", "a-task-2"}, "b": {"b-task", "b-task-2"}}
+
+
+def test_threads__two_rls_tenants_at_once_never_cross(committed_world: World) -> None:
+    def work(tenant: Tenant) -> list[str]:
+        with rls_tenant(tenant):
+            _sql(f"SET LOCAL ROLE {APP_ROLE}")
+            return _bodies(f"SELECT body FROM {SECRET}")
+
+    seen = _race(work, committed_world)
+    assert seen == {"a": {"a-secret"}, "b": {"b-secret"}}
