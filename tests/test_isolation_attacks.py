@@ -847,6 +847,21 @@ def test_sql_attack__a_statement_prepared_in_bs_transaction_runs_with_as_tenant(
             _sql("DEALLOCATE ti_attack_all")
 
 
+# What the ORM cannot guard: raw SQL outside a scoped model's queryset (RLS guards it, above).
+
+
+def test_known_gap__the_orm_alone_does_not_guard_raw_sql(world: World) -> None:
+    """On a table without a policy, raw SQL in A's scope reads B's rows: only RLS stops it."""
+    task_table = Task._meta.db_table
+    steal = RawSQL(f"SELECT max(title) FROM {task_table} WHERE tenant_id = %s", [world.b.pk])
+    with tenant_context(world.a):
+        assert _bodies(f"SELECT title FROM {task_table} WHERE tenant_id = %s", [world.b.pk]) == [
+            "b-task",
+            "b-task-2",
+        ]
+        assert set(Tenant.objects.annotate(s=steal).values_list("s", flat=True)) == {"b-task-2"}
+
+
 # What row-level security does not cover: SQL that chooses its own tenant or its own rights.
 
 
