@@ -13,6 +13,10 @@ Mix it into a ``ModelAdmin`` of a model whose default manager is a
   :func:`~tenant_indexes.all_tenants`. The tenant field is on the form, and
   :class:`~tenant_indexes.forms.TenantModelForm` refuses related rows of another tenant.
 - Staff with no tenant get ``403 Forbidden`` rather than every tenant's rows.
+- The admin site's autocomplete view (``autocomplete_fields`` pointing at this model) runs
+  outside these views: it reads through :meth:`TenantScopedAdmin.get_queryset`, which gives a
+  tenant's staff their tenant's rows, a superuser with no tenant an explicitly unscoped
+  queryset (``unscoped()``), and staff with no tenant ``403``.
 
 The views render their response inside the scope (Django renders a ``TemplateResponse`` after
 the view returns, when no scope would be set any more).
@@ -25,6 +29,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 
+from . import querybinding
 from .forms import TenantModelForm
 from .scoping import _current_scope, all_tenants
 from .tenancy import tenant_field_of
@@ -48,6 +53,17 @@ class TenantScopedAdmin:
         if getattr(request.user, "is_superuser", False):
             return all_tenants()
         raise PermissionDenied("This admin page needs a tenant.")
+
+    def get_queryset(self, request: Any) -> Any:
+        """The admin's queryset; outside the wrapped views (the autocomplete view) it is
+        bound here: a superuser with no tenant gets every tenant explicitly, staff with no
+        tenant get ``PermissionDenied``, a request with a tenant is filtered when it runs."""
+        qs = super().get_queryset(request)  # type: ignore[misc]
+        if _current_scope.get() is None:
+            self.admin_scope(request)  # PermissionDenied for staff without a tenant
+            qs = qs.all()
+            setattr(qs.query, querybinding.BINDING_ATTR, querybinding.UNSCOPED)
+        return qs
 
     def _scoped(self, view: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         with self.admin_scope(request):

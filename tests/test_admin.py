@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
-from tests.scopingapp.models import Project, Task
+from tests.scopingapp.models import Comment, Project, Task
 from tests.test_scoping import World, _populate
 
 
@@ -104,3 +104,48 @@ def test_admin__staff_without_tenant_is_forbidden(world: World) -> None:
     client = _staff_client("")
     assert client.get("/admin/scopingapp/project/").status_code == 403
     assert Project.objects.unscoped().count() == 2
+
+
+# The autocomplete view: autocomplete_fields of CommentAdmin point at TaskAdmin's rows.
+
+
+def _autocomplete(client: Client, term: str = "") -> tuple[int, list[str]]:
+    response = client.get(
+        "/admin/autocomplete/",
+        {"app_label": "scopingapp", "model_name": "comment", "field_name": "task", "term": term},
+    )
+    if response.status_code != 200:
+        return response.status_code, []
+    return 200, sorted(r["text"] for r in response.json()["results"])
+
+
+def test_autocomplete__tenant_staff_see_only_their_tenants_rows(world: World) -> None:
+    client = _staff_client("a")
+    assert _autocomplete(client) == (200, ["a-task", "a-task-2"])
+    assert _autocomplete(client, "b-task") == (200, [])  # searching B's titles finds nothing
+    assert _autocomplete(_staff_client("b"), "task") == (200, ["b-task", "b-task-2"])
+
+
+def test_autocomplete__superuser_without_tenant_sees_every_tenant(
+    world: World, superuser_client: Client
+) -> None:
+    assert _autocomplete(superuser_client, "task") == (
+        200,
+        ["a-task", "a-task-2", "b-task", "b-task-2"],
+    )
+
+
+def test_autocomplete__staff_without_tenant_is_forbidden(world: World) -> None:
+    assert _autocomplete(_staff_client("")) == (403, [])
+
+
+def test_autocomplete__the_comment_pages_render_with_the_widget(
+    world: World, superuser_client: Client
+) -> None:
+    comment = Comment.objects.unscoped().get(body="b-comment")
+    page = superuser_client.get(f"/admin/scopingapp/comment/{comment.pk}/change/")
+    assert page.status_code == 200
+    assert "b-task" in page.content.decode()  # the selected option of the widget
+    staff = _staff_client("a")
+    assert staff.get("/admin/scopingapp/comment/add/").status_code == 200
+    assert staff.get(f"/admin/scopingapp/comment/{comment.pk}/change/").status_code == 302
