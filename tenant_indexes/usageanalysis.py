@@ -34,6 +34,7 @@ from .findings import (
     Level,
 )
 from .redundancy import backs_constraint, find_redundant
+from .sql import qualified_name
 from .statistics import ServerStats, TableUsage, TenantQueryPlan, UsageSnapshot
 
 
@@ -128,8 +129,9 @@ class IndexStats:
         return (
             f"The help desk declares {ix.name} beside {self.redundant_to} as part of its "
             "schema. To drop it, compare both indexes' idx_scan on every replica first, then "
-            f"DROP INDEX CONCURRENTLY {ix.schema}.{ix.name}; a later repair_tenant_indexes "
-            "would recreate it, so only do this if you do not run repair on this database"
+            f"DROP INDEX CONCURRENTLY {qualified_name(ix.schema, ix.name)}; a later "
+            "repair_tenant_indexes would recreate it, so only do this if you do not run repair "
+            "on this database"
         )
 
     def as_dict(self) -> dict[str, Any]:
