@@ -98,12 +98,18 @@ def test_two_builders__both_exit_0_one_builds_the_other_adopts(
         try:
             procs = [_manage(*COMMANDS[first]), _manage(*COMMANDS[second])]
             outputs = [_Lines(p) for p in procs]
-            _wait_for(
-                "one builder to wait for the other",
-                lambda outputs=outputs: any(
-                    "waiting for another build" in "".join(o.lines) for o in outputs
-                ),
-            )
+            try:
+                _wait_for(
+                    "one builder to wait for the other",
+                    lambda outputs=outputs: any(
+                        "waiting for another build" in "".join(o.lines) for o in outputs
+                    ),
+                )
+            except AssertionError as timed_out:
+                seen = "\n----\n".join("".join(o.lines) for o in outputs)
+                codes = [p.poll() for p in procs]
+                message = f"round {round_}: {timed_out}; exit codes {codes}:\n{seen}"
+                raise AssertionError(message) from timed_out
         finally:
             blocker.release()
         texts = [o.finish() for o in outputs]
