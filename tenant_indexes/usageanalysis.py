@@ -500,8 +500,9 @@ def usage_findings(
                     f"been scanned on any database ({scans}) {period}; it costs "
                     f"{ix.known_size_bytes} bytes and slows every write",
                     hint="Check every replica first (pass each alias with --database), then "
-                    f"drop it without blocking writes: DROP INDEX CONCURRENTLY {ix.schema}."
-                    f"{ix.name}; and remove it from the model's Meta.indexes",
+                    "drop it without blocking writes: DROP INDEX CONCURRENTLY "
+                    f"{qualified_name(ix.schema, ix.name)}; and remove it from the model's "
+                    "Meta.indexes",
                     **common,
                 )
             )
@@ -509,8 +510,9 @@ def usage_findings(
             other = by_name[(ix.schema, stats.redundant_to)]
             tenant_column = tenant_columns.get((ix.schema, ix.table))
             hint = (
-                f"Drop it without blocking writes (DROP INDEX CONCURRENTLY {ix.schema}.{ix.name}) "
-                "and remove it from the model, or keep it on purpose and list it in "
+                "Drop it without blocking writes (DROP INDEX CONCURRENTLY "
+                f"{qualified_name(ix.schema, ix.name)}) and remove it from the model, or keep it "
+                "on purpose and list it in "
                 f"TENANT_INDEXES['ACKNOWLEDGED_REDUNDANT'] = ['{ix.name}']"
             )
             if tenant_column and ix.columns == (tenant_column,):
