@@ -29,6 +29,7 @@ from .normalise import DeclaredDefinition, NormalisedDefinition
 from .partitionleaves import drop_sql, leaf_findings
 from .reports import IndexReport
 from .schemadrift import drift_findings
+from .sql import qualified_name
 
 
 def index_state(table: TenantTable, index: DeclaredIndex, snapshot: CatalogSnapshot) -> IndexState:
@@ -222,21 +223,9 @@ def find_problems(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> l
         if table.schema is not None and table.schema in snapshot.missing_schemas:
             continue  # one E040 for the schema, not one E005 per table
         live_table = snapshot.table(table.schema, table.table)
-        schema = table.schema or snapshot.current_schema
-        label = f"{schema}.{table.table}" if schema else table.table
         if live_table is None:
             findings.append(
-                Finding(
-                    id=E_MISSING_TABLE,
-                    level=Level.ERROR,
-                    database=alias,
-                    schema=schema,
-                    table=table.table,
-                    index=None,
-                    message=f"table {label} of {table.model} does not exist",
-                    hint=f"Apply the migrations: python manage.py migrate {table.app_label} "
-                    f"--database {alias}",
-                )
+                missing_table_finding(alias, table, table.schema or snapshot.current_schema)
             )
             continue
         for index in table.indexes:
@@ -267,6 +256,22 @@ def _undeclared_invalid_findings(
     ]
 
 
+def missing_table_finding(alias: str, table: TenantTable, schema: str | None) -> Finding:
+    """E005: the table of a tenant model does not exist. Shared by the check and
+    ``tenant_index_stats``."""
+    label = f"{schema}.{table.table}" if schema else table.table
+    return Finding(
+        id=E_MISSING_TABLE,
+        level=Level.ERROR,
+        database=alias,
+        schema=schema,
+        table=table.table,
+        index=None,
+        message=f"table {label} of {table.model} does not exist",
+        hint=f"Apply the migrations: python manage.py migrate {table.app_label} --database {alias}",
+    )
+
+
 def undeclared_invalid_finding(alias: str, ix: CatalogIndex) -> Finding:
     """W050 for an INVALID index on a tenant table that no model declares.
 
@@ -274,7 +279,7 @@ def undeclared_invalid_finding(alias: str, ix: CatalogIndex) -> Finding:
     write (once ready) and, when unique, enforces nothing: worth a warning, not an error,
     since no model relies on it. Shared by the check and ``tenant_index_stats``.
     """
-    qualified = f"{ix.schema}.{ix.name}"
+    qualified = qualified_name(ix.schema, ix.name)
     unique = (
         " It is UNIQUE but enforces nothing while INVALID: duplicates can be inserted."
         if ix.unique
@@ -300,7 +305,7 @@ def _index_finding(
     table: TenantTable, index: DeclaredIndex, live_table: CatalogTable, snapshot: CatalogSnapshot
 ) -> Finding | None:
     alias = snapshot.alias
-    qualified = f"{live_table.schema}.{index.name}"
+    qualified = qualified_name(live_table.schema, index.name)
     live = snapshot.index(live_table.schema, index.name)
     common: FindingSubject = {
         "database": alias,

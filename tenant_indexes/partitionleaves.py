@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .findings import E_NO_TENANT_LEADING, Finding, Level
+from .sql import qualified_name
 
 if TYPE_CHECKING:
     from .catalog import CatalogIndex
@@ -96,7 +97,7 @@ def drop_sql(index: CatalogIndex) -> str:
     for one: a plain ``DROP INDEX`` (a catalog change that briefly locks every partition)
     under a short ``lock_timeout``, so that it gives up rather than queue writes.
     """
-    qualified = f"{index.schema}.{index.name}"
+    qualified = qualified_name(index.schema, index.name)
     if not is_partitioned_index(index):
         return f"DROP INDEX CONCURRENTLY {qualified}"
     return (

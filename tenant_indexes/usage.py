@@ -18,7 +18,7 @@ from typing import Any
 from django.db import DatabaseError, connections
 
 from .catalog import CatalogSnapshot
-from .compare import undeclared_invalid_finding
+from .compare import missing_table_finding, undeclared_invalid_finding
 from .conf import get_config
 from .declared import TenantTable
 from .findings import W_REDUNDANT, W_UNUSED, Finding
@@ -144,6 +144,7 @@ def collect_usage(
     snapshots: list[UsageSnapshot] = []
     tenant_columns: dict[tuple[str, str], str] = {}
     declared_names: dict[tuple[str, str], set[str]] = {}
+    missing_tables: list[Finding] = []
     for alias in aliases:
         started = time.perf_counter()
         connection = connections[alias]
@@ -163,6 +164,7 @@ def collect_usage(
                 reports.append(replace(unreadable, error=error))
                 continue
             snapshot = usage_snapshot(alias, [(t.schema, t.table) for t in tables])
+            missing_tables.extend(_missing_tables(alias, tables, snapshot))
         except DatabaseError as e:
             reports.append(replace(unreadable, error=f"database {alias!r}: {first_error_line(e)}"))
             continue
@@ -199,7 +201,9 @@ def collect_usage(
                 error=f"database {first.server.alias!r}: --explain failed: {first_error_line(e)}",
             )
     index_stats, table_stats, ages = judge_usage(snapshots, tenant_columns, thresholds, plans)
-    findings = usage_findings(index_stats, table_stats, ages, tenant_columns, thresholds)
+    findings = missing_tables + usage_findings(
+        index_stats, table_stats, ages, tenant_columns, thresholds
+    )
     if snapshots:
         findings.extend(
             undeclared_invalid_finding(snapshots[0].server.alias, ix)
@@ -234,6 +238,27 @@ def judge_usage(
     """
     index_stats, table_stats, ages = analyse_usage(snapshots, tenant_columns, thresholds, plans)
     return _judged_over_history(index_stats, snapshots, thresholds), table_stats, ages
+
+
+def _missing_tables(
+    alias: str, tables: Sequence[TenantTable], snapshot: UsageSnapshot
+) -> list[Finding]:
+    """E005 for each tenant table the snapshot did not find, as the check reports it."""
+    missing = [
+        t
+        for t in tables
+        if not any(
+            t.table == live.table and t.schema in (None, live.schema) for live in snapshot.tables
+        )
+    ]
+    if not missing:
+        return []
+    current: str | None = None
+    if any(t.schema is None for t in missing):
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT current_schema()")
+            current = cursor.fetchone()[0]
+    return [missing_table_finding(alias, t, t.schema or current) for t in missing]
 
 
 def _judged_over_history(

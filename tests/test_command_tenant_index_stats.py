@@ -43,7 +43,7 @@ def test_stats__fresh_help_desk_is_ok_with_the_seed_pair_kept_as_its_contract() 
     for name, other in SEED_REDUNDANT.items():
         assert by_name[name]["redundant_to"] == other
         assert by_name[name]["redundancy_kept"] == "seed contract"
-        assert f"DROP INDEX CONCURRENTLY public.{name}" in by_name[name]["drop_hint"]
+        assert f'DROP INDEX CONCURRENTLY "public"."{name}"' in by_name[name]["drop_hint"]
     assert {"idx_users_tenant_id", "users_pkey", "idx_messages_ticket_tenant"} <= set(by_name)
     users = by_name["idx_users_tenant_id"]
     for key in ("idx_scan", "idx_tup_read", "idx_tup_fetch", "size_bytes", "last_idx_scan"):

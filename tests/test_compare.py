@@ -78,7 +78,7 @@ def test_undeclared_invalid_unique_index__w050_in_check_and_stats_and_not_a_cons
         assert code == 0, command  # a warning, below the default fail level
         assert w050["index"] == "users_tenant_name_uniq"
         assert "INVALID" in w050["message"] and "duplicates can be inserted" in w050["message"]
-        assert "DROP INDEX CONCURRENTLY public.users_tenant_name_uniq" in w050["hint"]
+        assert 'DROP INDEX CONCURRENTLY "public"."users_tenant_name_uniq"' in w050["hint"]
     (entry,) = [ix for ix in doc["indexes"] if ix["name"] == "users_tenant_name_uniq"]
     assert entry["status"] == "invalid"
     assert entry["unused"].startswith("invalid unique: enforces nothing")

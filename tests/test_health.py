@@ -99,7 +99,7 @@ def test_check__same_name_different_column_order_is_e003_drift() -> None:
     (finding,) = report.findings
     assert finding.id == "tenant_indexes.E003"
     assert "(status, tenant_id)" in finding.message and "(tenant_id, status)" in finding.message
-    assert "DROP INDEX CONCURRENTLY public.idx_tickets_tenant_status" in finding.hint
+    assert 'DROP INDEX CONCURRENTLY "public"."idx_tickets_tenant_status"' in finding.hint
 
 
 @pytest.mark.django_db
