@@ -54,7 +54,7 @@ def unique_index_sql(
     if uses_index_then_constraint(constraint):
         # Django writes ALTER TABLE ... ADD CONSTRAINT ... UNIQUE (cols): same columns.
         columns = ", ".join(
-            schema_editor.quote_name(model._meta.get_field(f).column) for f in constraint.fields
+            quote_identifier(model._meta.get_field(f).column) for f in constraint.fields
         )
         nulls = ""
         if getattr(constraint, "nulls_distinct", None) is False:
