@@ -227,7 +227,6 @@ class _SafeBuild:
         try:
             self._take_build_locks(held)
             retries = int(self.config["BUILD_LOCK_RETRIES"])
-            backoff = float(self.config["BUILD_RETRY_BACKOFF"])
             attempt = 0
             while True:
                 attempt += 1
@@ -246,9 +245,7 @@ class _SafeBuild:
                             f"{blocker_text}.{leftover} End or wait for that session, then "
                             "run migrate (or repair_tenant_indexes) again."
                         ) from error
-                    pause = min(
-                        backoff * 2 ** (attempt - 1), self.config["BUILD_RETRY_BACKOFF_MAX"]
-                    )
+                    pause = buildcontrol.retry_pause(self.config, attempt)
                     logger.warning(
                         'Lock wait for index "%s" timed out (try %d of %d): %s; next try in %.1fs.',
                         self.index.name,

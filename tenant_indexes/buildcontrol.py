@@ -108,6 +108,16 @@ def table_schema(connection: Any, table: str) -> str | None:
     return row[0] if row else None
 
 
+def retry_pause(config: Any, attempt: int) -> float:
+    """Seconds to wait before try ``attempt + 1`` of a step that hit a lock wait.
+
+    Doubling from ``BUILD_RETRY_BACKOFF``, at most ``BUILD_RETRY_BACKOFF_MAX``; a step gets
+    ``BUILD_LOCK_RETRIES`` + 1 tries.
+    """
+    backoff = float(config["BUILD_RETRY_BACKOFF"])
+    return min(backoff * 2 ** (attempt - 1), float(config["BUILD_RETRY_BACKOFF_MAX"]))
+
+
 def session_settings(connection: Any, names: tuple[str, ...]) -> dict[str, str | None]:
     """The current values of run-time settings; ``None`` for one the server doesn't know."""
     with connection.cursor() as cursor:

@@ -33,6 +33,7 @@ from typing import Any
 
 from django.db import OperationalError, transaction
 
+from . import buildcontrol
 from .conf import get_config
 from .exceptions import IndexBuildError
 from .sql import qualified_name, quote_identifier, quoting_by_our_rule, table_name, table_reference
@@ -334,7 +335,6 @@ class _PartitionedBuild:
         parent, index = qualified_name(parent_schema, parent_index), qualified_name(schema, child)
         attach = f"ALTER INDEX {parent} ATTACH PARTITION {index}"
         retries = int(self.config["BUILD_LOCK_RETRIES"])
-        backoff = float(self.config["BUILD_RETRY_BACKOFF"])
         attempt = 0
         while True:
             attempt += 1
@@ -350,7 +350,7 @@ class _PartitionedBuild:
             except OperationalError as error:
                 if not _is_lock_conflict(error) or attempt > retries:
                     raise
-                pause = min(backoff * 2 ** (attempt - 1), self.config["BUILD_RETRY_BACKOFF_MAX"])
+                pause = buildcontrol.retry_pause(self.config, attempt)
                 message = "Attaching %s to %s: %s (try %d of %d); next try in %.1fs."
                 logger.warning(message, index, parent, error, attempt, retries + 1, pause)
                 time.sleep(pause)

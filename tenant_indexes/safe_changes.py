@@ -132,11 +132,7 @@ def run_short_transaction(schema_editor: Any, statements: list[str]) -> None:
                         " table; end it or wait, then run migrate again."
                     ) from error
                 raise
-            pause = min(
-                float(config["BUILD_RETRY_BACKOFF"]) * 2 ** (attempt - 1),
-                float(config["BUILD_RETRY_BACKOFF_MAX"]),
-            )
-            time.sleep(pause)
+            time.sleep(buildcontrol.retry_pause(config, attempt))
 
 
 def _drop_concurrently(schema_editor: Any, schema: str, name: str) -> None:
