@@ -19,10 +19,7 @@ The exit codes are the ones docs/builds.md documents ("Failures and exit codes")
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -30,16 +27,10 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from tests.integration.test_operations_killed import (
-    DEADLINE,
-    INDEX,
-    ROOT,
-    SCENARIO_CONFIG,
-    TABLE,
-    _wait_for,
-)
-from tests.support import dbapi
+from tests.integration.test_operations_killed import INDEX, SCENARIO_CONFIG, TABLE
+from tests.support import dbapi, manage
 from tests.support.cluster import start_cluster
+from tests.support.manage import DEADLINE
 from tests.support.replica import start_replica_pair
 
 ROWS = 20_000
@@ -61,22 +52,8 @@ class _Run:
     """A ``manage.py`` subprocess whose stdout and stderr are read as they come."""
 
     def __init__(self, db: dict[str, Any], *args: str, config: dict[str, Any] | None = None):
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.scenario_settings",
-            "TENANT_INDEXES_SCENARIO_DB": json.dumps(db),
-            "TENANT_INDEXES_SCENARIO_CONFIG": json.dumps(config or SCENARIO_CONFIG),
-            "PYTHONWARNINGS": "ignore",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        env = manage.scenario_env(db, config or SCENARIO_CONFIG, PYTHONUNBUFFERED="1")
+        self.proc = manage.start(env, *args, stderr=subprocess.PIPE)
         self.out: list[str] = []
         self.err: list[str] = []
         self._readers = [
@@ -144,7 +121,7 @@ def test_server_shutdown_mid_build__exit_1_one_line_then_the_next_run_finishes()
         blocker.execute("SELECT count(*) FROM django_migrations")
         build = _Run(db, "migrate", "killed_build", "--no-input")
         with cluster.connect() as watcher:
-            _wait_for(
+            manage.wait_for(
                 "the build to wait for old snapshots",
                 lambda: _phase(watcher) == "waiting for old snapshots",
             )
@@ -216,7 +193,7 @@ def test_deadlock_with_the_build__exit_1_one_line_then_the_next_run_finishes(
         other.execute("SELECT count(*) FROM django_migrations")
         build = _Run(db, "migrate", "killed_build", "--no-input")
         with _session() as watcher:
-            _wait_for(
+            manage.wait_for(
                 "the build to wait for the writer",
                 lambda: _phase(watcher) == "waiting for writers before build",
             )
@@ -224,7 +201,7 @@ def test_deadlock_with_the_build__exit_1_one_line_then_the_next_run_finishes(
                 target=lambda: other.execute(f"LOCK TABLE {TABLE} IN SHARE MODE"), daemon=True
             )
             waiter.start()
-            _wait_for(
+            manage.wait_for(
                 "the other session to queue for the table",
                 lambda: (
                     watcher.execute(
@@ -273,7 +250,7 @@ def test_database_statement_timeout__the_build_runs_without_it_and_ends_valid(
         blocker.execute("SELECT count(*) FROM django_migrations")
         build = _Run(scenario_table, "migrate", "killed_build", "--no-input")
         with _session() as watcher:
-            _wait_for(
+            manage.wait_for(
                 "the build to wait for old snapshots",
                 lambda: _phase(watcher) == "waiting for old snapshots",
             )
@@ -303,7 +280,7 @@ def test_cancelled_build__exit_1_one_line_then_the_next_run_finishes(
         blocker.execute("SELECT count(*) FROM django_migrations")
         build = _Run(scenario_table, "migrate", "killed_build", "--no-input")
         with _session() as watcher:
-            pid = _wait_for(
+            pid = manage.wait_for(
                 "the build to wait for old snapshots",
                 lambda: watcher.execute(
                     "SELECT pid FROM pg_stat_progress_create_index WHERE relid = to_regclass(%s)"

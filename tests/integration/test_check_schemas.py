@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from io import StringIO
 from typing import Any
 
 import pytest
 from django.apps import apps
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import connection
 from django.test import override_settings
 
+from tests.support import manage
 from tests.support.helpdesk import SEED_INDEXES
 
 SHARDS = ("ti_shard_a", "ti_shard_b")
@@ -57,17 +55,8 @@ def shards() -> Iterator[tuple[str, ...]]:
             _run(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def _command(name: str, *args: str) -> tuple[int, str, str]:
-    out, err = StringIO(), StringIO()
-    try:
-        call_command(name, *args, stdout=out, stderr=err)
-    except CommandError as e:
-        return e.returncode, out.getvalue(), err.getvalue() + str(e)
-    return 0, out.getvalue(), err.getvalue()
-
-
 def _json(name: str, *args: str) -> tuple[int, dict[str, Any]]:
-    code, out, err = _command(name, "--format", "json", *args)
+    code, out, err = manage.call(name, "--format", "json", *args)
     assert out, err
     return code, json.loads(out)
 
@@ -91,7 +80,7 @@ def test_schemas__same_index_name_in_two_schemas_keyed_by_schema_in_check_and_st
     with override_settings(TENANT_INDEXES=config):
         code, check = _json("check_tenant_indexes", "tenant_indexes_helpdesk")
         stats_code, stats = _json("tenant_index_stats", "tenant_indexes_helpdesk")
-        system_code, _, system_err = _command("check", "--database", "default")
+        system_code, _, system_err = manage.call("check", "--database", "default")
     assert code == 1  # shard b's idx_customers_tenant_status is missing (renamed): E001
     redundant = {
         (f["schema"], f["index"]): f["message"]
@@ -135,7 +124,7 @@ def test_schemas__dotted_path_to_a_callable_names_the_schemas(shards: tuple[str,
 def test_schemas__bad_callable_is_exit_2_with_one_line(value: str, message: str) -> None:
     with override_settings(TENANT_INDEXES={"CHECK_SCHEMAS": value}):
         for command in ("check_tenant_indexes", "tenant_index_stats", "repair_tenant_indexes"):
-            code, _, err = _command(command, "tenant_indexes_helpdesk")
+            code, _, err = manage.call(command, "tenant_indexes_helpdesk")
             assert code == 2, (command, err)
             assert message in err and "Traceback" not in err
 
@@ -147,7 +136,7 @@ def test_schemas__missing_schema_is_e040_in_the_check_and_exit_2_in_stats_and_re
     with override_settings(TENANT_INDEXES={"CHECK_SCHEMAS": [shards[0], "nosuch"]}):
         code, check = _json("check_tenant_indexes", "tenant_indexes_helpdesk")
         stats_code, stats = _json("tenant_index_stats", "tenant_indexes_helpdesk")
-        repair_code, _, repair_err = _command("repair_tenant_indexes", "--dry-run")
+        repair_code, _, repair_err = manage.call("repair_tenant_indexes", "--dry-run")
     assert code == 1
     ids = [(f["id"], f["schema"]) for f in check["findings"]]
     assert ids == [("tenant_indexes.E040", "nosuch")]  # one finding, not one E005 per table
@@ -165,12 +154,14 @@ def test_schemas__repair_builds_what_each_shard_lacks_with_qualified_sql(
         _run(f'DROP INDEX "{shards[1]}"."{name}"')
     _run(f'DROP INDEX "{shards[0]}".idx_users_tenant_id')
     with override_settings(TENANT_INDEXES={"CHECK_SCHEMAS": list(shards)}):
-        dry_code, sql, _ = _command("repair_tenant_indexes", "--dry-run", "tenant_indexes_helpdesk")
+        dry_code, sql, _ = manage.call(
+            "repair_tenant_indexes", "--dry-run", "tenant_indexes_helpdesk"
+        )
         creates = [line for line in sql.splitlines() if line.startswith("CREATE")]
         assert dry_code == 1 and len(creates) == len(SEED_INDEXES) + 1
         assert all(f' ON "{shards[0]}".' in c or f' ON "{shards[1]}".' in c for c in creates)
         assert sum(f' ON "{shards[0]}"."users"' in c for c in creates) == 1
-        code, out, err = _command(
+        code, out, err = manage.call(
             "repair_tenant_indexes", "--jobs", jobs, "tenant_indexes_helpdesk"
         )
         assert code == 0, err
@@ -195,5 +186,5 @@ def test_schemas__repair_builds_what_each_shard_lacks_with_qualified_sql(
 
 @pytest.mark.django_db(transaction=True)
 def test_schemas__bad_jobs_is_exit_2() -> None:
-    code, _, err = _command("repair_tenant_indexes", "--jobs", "0")
+    code, _, err = manage.call("repair_tenant_indexes", "--jobs", "0")
     assert code == 2 and "--jobs" in err

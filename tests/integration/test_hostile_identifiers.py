@@ -16,19 +16,17 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import connection
 from django.test import override_settings
 
 from tenant_indexes.sql import qualified_name, quote_identifier
 from tests.scenarios.hostile_names.names import INJECTION, SCHEMA, SPACED, TABLE
+from tests.support import manage
 
 APP = "hostile_names"
 QUALIFIED_TABLE = qualified_name(SCHEMA, TABLE)
@@ -41,17 +39,8 @@ def _run(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description else []
 
 
-def _command(name: str, *args: str) -> tuple[int, str, str]:
-    out, err = StringIO(), StringIO()
-    try:
-        call_command(name, *args, stdout=out, stderr=err)
-    except CommandError as e:
-        return e.returncode, out.getvalue(), err.getvalue() + str(e)
-    return 0, out.getvalue(), err.getvalue()
-
-
 def _json(name: str, *args: str) -> tuple[int, dict[str, Any]]:
-    code, out, err = _command(name, "--format", "json", *args)
+    code, out, err = manage.call(name, "--format", "json", *args)
     assert out, err
     return code, json.loads(out)
 
@@ -118,7 +107,7 @@ def _break_indexes() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_hostile_names__round_trip_through_every_command(hostile_app: None, tmp_path: Path) -> None:
     # migrate builds both indexes, quoted.
-    code, out, err = _command("migrate", APP, "--no-input")
+    code, out, err = manage.call("migrate", APP, "--no-input")
     assert code == 0, out + err
     assert _indexes() == {INJECTION: True, SPACED: True}
     _run(
@@ -133,7 +122,7 @@ def test_hostile_names__round_trip_through_every_command(hostile_app: None, tmp_
     assert code == 0, doc
     states = {(ix["schema"], ix["table"], ix["name"]): ix["status"] for ix in doc["indexes"]}
     assert states == {(SCHEMA, TABLE, INJECTION): "ok", (SCHEMA, TABLE, SPACED): "ok"}, states
-    code, out, err = _command("check_tenant_indexes", "--database", "default", APP)
+    code, out, err = manage.call("check_tenant_indexes", "--database", "default", APP)
     assert code == 0, out + err
     assert "Traceback" not in out + err
 
@@ -141,7 +130,7 @@ def test_hostile_names__round_trip_through_every_command(hostile_app: None, tmp_
     code, doc = _json("tenant_index_stats", "--database", "default", "--explain", APP)
     assert [d.get("error") for d in doc["databases"]] == [None], doc["databases"]
     assert {ix["name"] for ix in doc["indexes"]} >= {INJECTION, SPACED}, doc["indexes"]
-    code, out, err = _command("tenant_index_stats", "--database", "default", "--explain", APP)
+    code, out, err = manage.call("tenant_index_stats", "--database", "default", "--explain", APP)
     assert "Traceback" not in out + err and "could not" not in out + err, out + err
 
     # The dry run, fed to psql, rebuilds the INVALID one, creates the missing one, and
@@ -151,7 +140,7 @@ def test_hostile_names__round_trip_through_every_command(hostile_app: None, tmp_
     assert code == 1
     hints = [f["hint"] for f in doc["findings"] if f["index"] == INJECTION]
     assert any(f"DROP INDEX CONCURRENTLY {qualified_name(SCHEMA, INJECTION)};" in h for h in hints)
-    code, sql, err = _command("repair_tenant_indexes", "--database", "default", "--dry-run", APP)
+    code, sql, err = manage.call("repair_tenant_indexes", "--database", "default", "--dry-run", APP)
     assert code == 1, sql + err  # needs repair
     assert f"DROP INDEX CONCURRENTLY IF EXISTS {qualified_name(SCHEMA, INJECTION)};" in sql, sql
     psql = _psql(sql, tmp_path)
@@ -161,7 +150,7 @@ def test_hostile_names__round_trip_through_every_command(hostile_app: None, tmp_
 
     # The repair itself.
     _break_indexes()
-    code, out, err = _command("repair_tenant_indexes", "--database", "default", APP)
+    code, out, err = manage.call("repair_tenant_indexes", "--database", "default", APP)
     assert code == 0, out + err
     assert _indexes() == {INJECTION: True, SPACED: True}
     code, doc = _json("check_tenant_indexes", "--database", "default", APP)

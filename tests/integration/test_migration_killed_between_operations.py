@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from tests.support import dbapi
+from tests.support import dbapi, manage
 from tests.support.pg import invalid_indexes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,16 +70,6 @@ def _query(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         return list(cursor.fetchall()) if cursor.description else []
 
 
-def _wait_for(what: str, probe: Any) -> Any:
-    ends = time.monotonic() + DEADLINE
-    while time.monotonic() < ends:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _objects() -> dict[str, tuple[bool, str]]:
     """Index name -> (valid, constraint type or '') on billing.invoice."""
     rows = _query(
@@ -120,7 +109,7 @@ def test_migration__killed_after_its_first_concurrent_operation_finishes_on_reru
         # Uncommitted: invisible to the operation's own look-up, but its CREATE waits on it.
         blocker.execute("CREATE INDEX invoice_tenant_number ON billing.elsewhere (x)")
         proc = _manage("migrate", APP, "--no-input", "-v", "1")
-        waiting = _wait_for(
+        waiting = manage.wait_for(
             "the second operation's CREATE UNIQUE INDEX to wait on the blocker",
             lambda: _query(
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
@@ -132,7 +121,7 @@ def test_migration__killed_after_its_first_concurrent_operation_finishes_on_reru
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=DEADLINE)
         _query("SELECT pg_terminate_backend(%s)", [waiting[0][0]])
-        _wait_for(
+        manage.wait_for(
             "the killed migrate's session to end",
             lambda: not _query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [waiting[0][0]]),
         )

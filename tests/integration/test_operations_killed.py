@@ -20,7 +20,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,17 +60,6 @@ def _query(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
-
-
-def _wait_for(what: str, probe: Any) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail after ``DEADLINE`` seconds."""
-    ends = time.monotonic() + DEADLINE
-    while time.monotonic() < ends:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _index_state() -> tuple[bool, bool] | None:
@@ -181,7 +169,7 @@ def test_killed_build__index_is_invalid_then_migrate_heals_it(
     proc = _manage("migrate", "killed_build", "--no-input")
     output = _Lines(proc)
     try:
-        build_pid = _wait_for(f"the build to reach {phase!r}", lambda: _build_backend(accept))
+        build_pid = manage.wait_for(f"the build to reach {phase!r}", lambda: _build_backend(accept))
         if blocker_kind == "writer":
             # The build waits for the blocker: migrate's progress line (not a terminal, so
             # lines) must show that phase and the pid it waits for.
@@ -189,7 +177,9 @@ def test_killed_build__index_is_invalid_then_migrate_heals_it(
             expected = (
                 f"{INDEX}: waiting for writers before build 0% (waiting for pid {blocker_pid})"
             )
-            _wait_for("the progress line", lambda: any(expected in line for line in output.lines))
+            manage.wait_for(
+                "the progress line", lambda: any(expected in line for line in output.lines)
+            )
         if kill == "terminate":
             assert _query("SELECT pg_terminate_backend(%s)", [build_pid]) == [(True,)]
             out = output.finish()
@@ -205,7 +195,7 @@ def test_killed_build__index_is_invalid_then_migrate_heals_it(
             assert proc.returncode == -signal.SIGKILL
             # The orphaned build goes on until it waits (here for the blocker), where
             # client_connection_check_interval notices the dead client and stops it.
-            _wait_for(
+            manage.wait_for(
                 "the orphaned build backend to exit",
                 lambda: not _query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [build_pid]),
             )
@@ -292,7 +282,7 @@ def test_concurrent_writers__no_write_fails_or_is_lost_during_the_build(bulk_tab
     writer.start()
     proc = _manage("migrate", "killed_build", "--no-input")
     try:
-        _wait_for("the build to start", lambda: _build_backend(lambda phase: True))
+        manage.wait_for("the build to start", lambda: _build_backend(lambda phase: True))
         writes_at_start = len(writer.inserted)
         out, _ = proc.communicate(timeout=DEADLINE)
         writes_at_end = len(writer.inserted)
@@ -383,12 +373,14 @@ def test_signal_mid_build__clean_exit_then_next_migrate_finishes(
     output = _Lines(proc)
     try:
         if holder is not None:
-            _wait_for(
+            manage.wait_for(
                 "the build to wait for the lock",
                 lambda: any("waiting for another build" in line for line in output.lines),
             )
         else:
-            _wait_for(f"the build to reach {phase!r}", lambda: _build_backend(PHASES[phase][1]))
+            manage.wait_for(
+                f"the build to reach {phase!r}", lambda: _build_backend(PHASES[phase][1])
+            )
         os.kill(proc.pid, getattr(signal, signame))
         out = output.finish()
     finally:
@@ -401,7 +393,7 @@ def test_signal_mid_build__clean_exit_then_next_migrate_finishes(
     assert f"interrupted by {signame}" in out, out
     assert "Could not restore" not in out, out
     assert not _recorded()
-    _wait_for(
+    manage.wait_for(
         "the build's locks to go",
         lambda: not _query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"),
     )

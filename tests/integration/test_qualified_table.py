@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import override_settings
 
+from tests.support import manage
 from tests.support.pg import invalid_indexes
 
 APP = "qualified_table"
@@ -31,15 +31,6 @@ def _run(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall()) if cursor.description else []
-
-
-def _command(name: str, *args: str) -> tuple[int, str, str]:
-    out, err = StringIO(), StringIO()
-    try:
-        call_command(name, *args, stdout=out, stderr=err)
-    except CommandError as e:
-        return e.returncode, out.getvalue(), err.getvalue() + str(e)
-    return 0, out.getvalue(), err.getvalue()
 
 
 def _migrate(*args: str) -> str:
@@ -60,7 +51,7 @@ def _billing_objects() -> dict[str, str]:
 
 
 def _check_status() -> tuple[int, dict[str, Any]]:
-    code, out, err = _command("check_tenant_indexes", APP, "--format", "json")
+    code, out, err = manage.call("check_tenant_indexes", APP, "--format", "json")
     assert out, err
     return code, json.loads(out)
 
@@ -104,7 +95,7 @@ def test_qualified_table__migrate_twice_adopts_what_the_first_run_built(billing:
         "invoice_tenant_status",
         "invoice_tenant_number",
     }
-    stats_code, out, err = _command("tenant_index_stats", APP, "--format", "json")
+    stats_code, out, err = manage.call("tenant_index_stats", APP, "--format", "json")
     assert stats_code == 0, out + err
     stats = json.loads(out)
     assert {(ix["schema"], ix["name"]) for ix in stats["indexes"]} >= {
@@ -125,7 +116,7 @@ def test_qualified_table__repair_builds_the_faked_index_and_constraint_and_rerun
     code, report = _check_status()
     assert code == 1
     assert {f["id"] for f in report["findings"]} >= {"tenant_indexes.E001"}
-    dry_code, out, err = _command("repair_tenant_indexes", APP, "--dry-run")
+    dry_code, out, err = manage.call("repair_tenant_indexes", APP, "--dry-run")
     assert dry_code == 1, out + err
     statements = [line for line in out.splitlines() if line and not line.startswith("--")]
     assert (
@@ -147,10 +138,10 @@ def test_qualified_table__repair_builds_the_faked_index_and_constraint_and_rerun
     assert _check_status()[0] == 0
     _run('ALTER TABLE "billing"."invoice" DROP CONSTRAINT invoice_tenant_number')
     _run("DROP INDEX billing.invoice_tenant_status")
-    repair_code, out, err = _command("repair_tenant_indexes", APP)
+    repair_code, out, err = manage.call("repair_tenant_indexes", APP)
     assert repair_code == 0, out + err
     assert _billing_objects() == {"invoice_tenant_status": "", "invoice_tenant_number": "u"}
-    again_code, out, err = _command("repair_tenant_indexes", APP)
+    again_code, out, err = manage.call("repair_tenant_indexes", APP)
     assert again_code == 0, out + err
     assert "present and valid" in out, out
     assert _check_status()[0] == 0
@@ -167,14 +158,14 @@ def test_repair__unique_constraint_resumes_after_each_step(billing: None) -> Non
     _run("CREATE INDEX billing_status ON billing.invoice (tenant_id, status)")
     _run("ALTER INDEX billing.billing_status RENAME TO invoice_tenant_status")
     _run("CREATE UNIQUE INDEX invoice_tenant_number ON billing.invoice (tenant_id, number)")
-    dry_code, out, _ = _command("repair_tenant_indexes", APP, "--dry-run")
+    dry_code, out, _ = manage.call("repair_tenant_indexes", APP, "--dry-run")
     statements = [line for line in out.splitlines() if line and not line.startswith("--")]
     assert dry_code == 1
     assert statements == [
         'ALTER TABLE "billing"."invoice" ADD CONSTRAINT "invoice_tenant_number" UNIQUE USING '
         'INDEX "invoice_tenant_number";'
     ], out
-    assert _command("repair_tenant_indexes", APP)[0] == 0
+    assert manage.call("repair_tenant_indexes", APP)[0] == 0
     assert _billing_objects()["invoice_tenant_number"] == "u"
     # INVALID, the honest way.
     _run('ALTER TABLE "billing"."invoice" DROP CONSTRAINT invoice_tenant_number')
@@ -189,10 +180,10 @@ def test_repair__unique_constraint_resumes_after_each_step(billing: None) -> Non
             "(tenant_id, number)"
         )
     assert invalid_indexes() == ["billing.invoice_tenant_number"]
-    code, out, err = _command("repair_tenant_indexes", APP)
+    code, out, err = manage.call("repair_tenant_indexes", APP)
     assert code == 1, out + err  # the duplicates are still there: the build fails again
     assert "invoice_tenant_number" in out + err
     _run("DELETE FROM billing.invoice WHERE ctid <> (SELECT min(ctid) FROM billing.invoice)")
-    assert _command("repair_tenant_indexes", APP)[0] == 0
+    assert manage.call("repair_tenant_indexes", APP)[0] == 0
     assert _billing_objects() == {"invoice_tenant_status": "", "invoice_tenant_number": "u"}
     assert invalid_indexes() == []

@@ -5,7 +5,8 @@ on the test database (or any ``DATABASES`` entry, e.g. one through PgBouncer); `
 *args)`` runs ``manage.py`` to its end and returns the finished process (exit code, stdout,
 stderr); ``start(env, *args)`` returns the running one, for a test that reads its output as it
 comes or kills it. ``killed_build_table(rows)`` migrates the ``killed_build`` scenario's table
-and fills it, for the build scenarios.
+and fills it, for the build scenarios. ``call(name, *args)`` runs a command in this process and
+returns its exit code and output; ``wait_for(what, probe)`` polls until ``probe`` is truthy.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,3 +107,25 @@ def killed_build_table(rows: int, *, scattered: bool = False) -> Iterator[None]:
             cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
             cursor.execute("DELETE FROM django_migrations WHERE app = 'killed_build'")
         connection.close()
+
+
+def call(name: str, *args: str) -> tuple[int, str, str]:
+    """``call_command(name, *args)`` in this process: exit code, stdout, stderr (with the
+    ``CommandError``'s message when it exits non-zero)."""
+    out, err = StringIO(), StringIO()
+    try:
+        call_command(name, *args, stdout=out, stderr=err)
+    except CommandError as e:
+        return e.returncode, out.getvalue(), err.getvalue() + str(e)
+    return 0, out.getvalue(), err.getvalue()
+
+
+def wait_for(what: str, probe: Any, interval: float = 0.005) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail after ``DEADLINE`` seconds."""
+    ends = time.monotonic() + DEADLINE
+    while time.monotonic() < ends:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
