@@ -552,6 +552,7 @@ def test_partitions__drop_advice_for_a_partitioned_index_is_sql_the_server_accep
     from django.db import DatabaseError
 
     from tenant_indexes.partitionleaves import drop_sql
+    from tenant_indexes.sql import qualified_name
 
     try:
         _create("list")
@@ -561,7 +562,7 @@ def test_partitions__drop_advice_for_a_partitioned_index_is_sql_the_server_accep
         for ix in (live, from_usage_read):
             advice = drop_sql(ix)
             assert "CONCURRENTLY" not in advice.split("(")[0], advice
-            assert f"DROP INDEX {ix.schema}.{ix.name}" in advice
+            assert f"DROP INDEX {qualified_name(ix.schema, ix.name)}" in advice
         # What it replaces is refused; what it says is accepted.
         with pytest.raises(DatabaseError, match="partitioned index"):
             _run(f"DROP INDEX CONCURRENTLY {live.schema}.{live.name}")
