@@ -572,6 +572,7 @@ def test_partitions__drop_advice_for_a_partitioned_index_is_sql_the_server_accep
         # An ordinary index keeps the concurrent drop.
         _run(f"CREATE INDEX plain_0 ON {TABLE}_0 (tenant_id)")
         (plain,) = catalog_snapshot("default", [(None, f"{TABLE}_0")]).indexes
-        assert drop_sql(plain) == f"DROP INDEX CONCURRENTLY {plain.schema}.plain_0"
+        expected = f"DROP INDEX CONCURRENTLY {qualified_name(plain.schema, 'plain_0')}"
+        assert drop_sql(plain) == expected
     finally:
         _drop()
