@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import NotSupportedError
 from django.db.migrations.operations import AddIndex, RemoveIndex
 from django.db.migrations.state import ProjectState
 from django.db.models import Index
@@ -23,6 +22,7 @@ from django.db.models import Index
 from . import partitions
 from .build import build_index_concurrently
 from .progress import migrate_output
+from .safe_changes import ensure_not_in_transaction
 
 
 def _is_postgresql(schema_editor: Any) -> bool:
@@ -31,19 +31,7 @@ def _is_postgresql(schema_editor: Any) -> bool:
 
 class _NotInTransactionMixin:
     def _ensure_not_in_transaction(self, schema_editor: Any) -> None:
-        # Only PostgreSQL refuses CONCURRENTLY inside a transaction block; elsewhere the
-        # plain statement is fine either way. sqlmigrate (collect_sql) of an atomic
-        # migration refuses too, as Django's own operation does: its BEGIN ... COMMIT
-        # around CREATE INDEX CONCURRENTLY would fail in psql.
-        if _is_postgresql(schema_editor) and (
-            schema_editor.atomic_migration
-            if schema_editor.collect_sql
-            else schema_editor.connection.in_atomic_block
-        ):
-            raise NotSupportedError(
-                f"The {self.__class__.__name__} operation cannot be executed inside a "
-                "transaction (set atomic = False on the migration)."
-            )
+        ensure_not_in_transaction(self, schema_editor)
 
 
 class AddIndexConcurrently(_NotInTransactionMixin, AddIndex):

@@ -56,7 +56,8 @@ def _is_postgresql(schema_editor: Any) -> bool:
 def ensure_not_in_transaction(operation: Any, schema_editor: Any) -> None:
     """Refuse to run a concurrent operation inside a transaction, as Django's own does.
 
-    Also under ``sqlmigrate``: the SQL of an atomic migration would be wrapped in
+    Only PostgreSQL refuses ``CONCURRENTLY`` in a transaction block. Also under
+    ``sqlmigrate``: the SQL of an atomic migration would be wrapped in
     ``BEGIN``/``COMMIT``, which PostgreSQL rejects for ``CONCURRENTLY``.
     """
     if _is_postgresql(schema_editor) and (
