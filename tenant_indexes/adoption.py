@@ -23,7 +23,7 @@ from django.db.models import UniqueConstraint
 
 from .build import build_index_concurrently
 from .findings import E_TENANT_COLUMN_TYPE, Finding, Level
-from .sql import qualified_name, table_reference
+from .sql import qualified_name, quote_identifier, table_reference
 from .uniquebuild import add_unique_constraint_concurrently
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ def tenant_column_type_message(table: str, column: str, live: str, declared: str
 
 def tenant_column_type_hint(table: str, column: str, declared: str) -> str:
     kind = base_type(declared)
+    column = quote_identifier(column)
     return (
         f"Convert the column in a maintenance window: ALTER TABLE {table} ALTER COLUMN "
         f"{column} TYPE {kind} USING {column}::{kind} rewrites the table and every index "
@@ -122,7 +123,9 @@ def _warn_about_tenant_column(connection: Any, model: Any, output: Any) -> None:
     column = tenant_column_of(model)
     if column is None:
         return
-    field = next(f for f in model._meta.local_concrete_fields if f.column == column)
+    field = next((f for f in model._meta.local_concrete_fields if f.column == column), None)
+    if field is None:  # the column is a parent model's (multi-table inheritance)
+        return
     declared = field.db_type(connection)
     with connection.cursor() as cursor:
         cursor.execute(

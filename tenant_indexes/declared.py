@@ -178,6 +178,8 @@ def tenant_table_for_model(
         if column in ix.columns or column in refs
     )
     schema, table = split_db_table(meta.db_table)
+    # Without routers (using=None) the column types still come from the editor's database.
+    types_from = using if using is not None or editor is None else editor.connection.alias
     return TenantTable(
         app_label=meta.app_label,
         model=meta.label,
@@ -186,7 +188,7 @@ def tenant_table_for_model(
         tenant_column=column,
         indexes=indexes,
         all_index_names=tuple(ix.name for ix in meta.indexes if ix.name),
-        tenant_column_type=_column_type(model, column, using),
+        tenant_column_type=_column_type(model, column, types_from),
     )
 
 

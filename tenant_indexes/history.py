@@ -269,7 +269,7 @@ def usage_series(
     """
     from .models import IndexUsageSnapshot
 
-    store = IndexUsageSnapshot.objects.using(using or HISTORY_DATABASE).filter(
+    store = IndexUsageSnapshot.objects.using(using or history_database()).filter(
         database=database, recorded_at__gte=since
     )
     wanted = None if indexes is None else set(indexes)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .findings import W_SCHEMA_DRIFT, Finding, Level
-from .sql import qualified_name
+from .sql import qualified_name, quote_identifier
 
 if TYPE_CHECKING:
     from .catalog import CatalogIndex, CatalogSnapshot
@@ -25,11 +25,31 @@ if TYPE_CHECKING:
 MIN_COPIES = 3
 
 
-def _create_concurrently(definition: str, schema: str, table: str) -> str:
-    """The server's definition of another copy's index, for ``schema.table``, concurrently."""
-    sql = re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX CONCURRENTLY ", definition)
-    target = f" ON {qualified_name(schema, table)} USING "
-    return re.sub(r" ON (ONLY )?.+? USING ", lambda _: target, sql, count=1)
+def _create_concurrently(index: CatalogIndex, schema: str, table: str) -> str:
+    """The server's definition of another copy's index, for ``schema.table``.
+
+    The part from ``USING`` on is the other copy's own; what comes before is rebuilt from
+    the names, quoted, so that a name with ``ON`` or ``USING`` in it cannot shift the text.
+    ``CONCURRENTLY`` where PostgreSQL accepts it: not on a partitioned table (``ON ONLY``).
+    """
+    definition = index.definition or ""
+    only = " ON ONLY " in definition
+    head = re.match(r"^CREATE (UNIQUE )?INDEX ", definition)
+    quoted = '"' + index.name.replace('"', '""') + '"'
+    for printed in (quoted, index.name):
+        rest = definition[head.end() :] if head else ""
+        if rest.startswith(printed + " ON "):
+            tail = rest[len(printed) + len(" ON ") :]
+            if " USING " in tail:
+                using = tail[tail.index(" USING ") :]
+                break
+    else:
+        using = definition[definition.rindex(" USING ") :] if " USING " in definition else ""
+    unique = "UNIQUE " if head and head.group(1) else ""
+    concurrently = "" if only else "CONCURRENTLY "
+    target = ("ONLY " if only else "") + qualified_name(schema, table)
+    name = quote_identifier(index.name)  # CREATE INDEX takes the table's schema
+    return f"CREATE {unique}INDEX {concurrently}{name} ON {target}{using}"
 
 
 def drift_findings(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> list[Finding]:
@@ -70,7 +90,7 @@ def drift_findings(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> 
                         message=f"schema {schema} lacks index {name} on {table}, which {count} "
                         f"of the other {total - 1} schemas have (no model declares it)",
                         hint="Create it as the others have it: "
-                        f"{_create_concurrently(model.definition, schema, table)}; or drop it "
+                        f"{_create_concurrently(model, schema, table)}; or drop it "
                         "from the others if it is not wanted",
                     )
                 )

@@ -137,9 +137,9 @@ def tenant_tables_for(alias: str, app_labels: Sequence[str] | None = None) -> li
     schemas = check_schemas(alias)
     if not schemas:
         return list(tables)
-    return [
-        replace(t, schema=schema) if t.schema is None else t for schema in schemas for t in tables
-    ]
+    # A table whose db_table names its schema is checked there only, once.
+    qualified = [t for t in tables if t.schema is not None]
+    return [replace(t, schema=s) for s in schemas for t in tables if t.schema is None] + qualified
 
 
 def default_databases(app_labels: Sequence[str] | None = None) -> list[str]:

@@ -157,9 +157,11 @@ def verify_by_building(using: str, suggestion: Suggestion, version: int) -> Sugg
 
     before = measure(None)
     connection.ensure_connection()
-    with connection.cursor() as cursor:
-        cursor.execute(index_sql(suggestion, name, concurrently=True))
     try:
+        # Inside the try: a build that fails (cancelled, deadlock) leaves an INVALID index,
+        # which the drop below removes too.
+        with connection.cursor() as cursor:
+            cursor.execute(index_sql(suggestion, name, concurrently=True))
         after = measure(name)
     finally:
         with connection.cursor() as cursor:

@@ -177,7 +177,7 @@ def test_djtenants__an_undeclared_index_one_schema_lacks_is_drift(project: Tenan
         assert (code, doc["status"]) == (0, "warning")
         (hint,) = [f["hint"] for f in doc["findings"]]
         create = hint.split(": ", 1)[1].split("; or drop", 1)[0]
-        assert create.startswith('CREATE INDEX CONCURRENTLY order_by_status ON "tenant_033"')
+        assert create.startswith('CREATE INDEX CONCURRENTLY "order_by_status" ON "tenant_033"')
         with project.database.cursor() as cursor:
             cursor.execute(create)
         code, doc = project.check()

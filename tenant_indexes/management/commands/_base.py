@@ -9,6 +9,7 @@ import contextlib
 import select
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any, TypedDict
 
@@ -88,6 +89,10 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
+#: psycopg2's connection states before the connection is up: set-up, connecting, datestyle.
+_PSYCOPG2_CONNECTING = frozenset({0, 20, 21})
+
+
 def _psycopg2_wait(conn: Any) -> None:
     """psycopg2's wait callback: a signal cancels the running statement, then re-raises.
 
@@ -96,9 +101,17 @@ def _psycopg2_wait(conn: Any) -> None:
     writer: for ever). Here the wait is a ``select()`` loop: on ``KeyboardInterrupt`` (and
     :class:`Terminated`) the statement is cancelled on the server, its error is read so the
     connection stays usable for the clean-up, and the interrupt goes on.
-    """
-    import psycopg2.extensions as ext  # type: ignore[import-untyped]
 
+    With a wait callback libpq connects without its own ``connect_timeout``, so while the
+    connection is being made the loop applies it (``timeout expired``, as libpq says).
+    """
+    import psycopg2  # type: ignore[import-untyped]
+    import psycopg2.extensions as ext  # type: ignore[import-untyped, unused-ignore]
+
+    deadline = None
+    if conn.status in _PSYCOPG2_CONNECTING:
+        seconds = int(conn.get_dsn_parameters().get("connect_timeout") or 0)
+        deadline = time.monotonic() + seconds if seconds > 0 else None
     interrupt: KeyboardInterrupt | None = None
     while True:
         try:
@@ -112,12 +125,15 @@ def _psycopg2_wait(conn: Any) -> None:
                 if interrupt is not None:
                     raise interrupt
                 return
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                raise psycopg2.OperationalError("timeout expired")
             if state == ext.POLL_READ:
-                select.select([conn.fileno()], [], [])
+                select.select([conn.fileno()], [], [], timeout)
             elif state == ext.POLL_WRITE:
-                select.select([], [conn.fileno()], [])
+                select.select([], [conn.fileno()], [], timeout)
         except KeyboardInterrupt as error:
-            if interrupt is not None:
+            if interrupt is not None or conn.status in _PSYCOPG2_CONNECTING:
                 raise
             interrupt = error
             conn.cancel()
