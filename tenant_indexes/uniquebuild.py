@@ -17,7 +17,7 @@ from django.db.models import UniqueConstraint
 
 from . import buildcontrol
 from .conf import get_config
-from .exceptions import IndexBuildError
+from .exceptions import IndexBuildError, IndexDefinitionMismatchError
 from .safe_changes import _drop_concurrently, _say, _table_schema, run_short_transaction
 from .sql import qualified_name, quote_identifier, table_name, table_reference
 
@@ -98,7 +98,9 @@ def add_unique_constraint_concurrently(schema_editor: Any, model: Any, constrain
     if found is not None and found.constraint:
         _say(schema_editor, 'adopted the existing constraint "%s"', name)
         return
-    if found is not None and not (found.valid and found.unique):
+    if found is not None and found.valid:
+        _refuse_another_definition(model, constraint, found)
+    if found is not None and not found.valid:
         _say(schema_editor, 'dropping the INVALID index "%s" concurrently', name)
         _drop_concurrently(schema_editor, schema, name)
         found = None
@@ -117,6 +119,19 @@ def add_unique_constraint_concurrently(schema_editor: Any, model: Any, constrain
     if uses_index_then_constraint(constraint):
         run_short_transaction(schema_editor, [attach_constraint_sql(schema_editor, model, name)])
     _say(schema_editor, 'built unique constraint "%s" concurrently', name)
+
+
+def _refuse_another_definition(model: Any, constraint: Any, found: Any) -> None:
+    """A valid index with the constraint's name is adopted only if it is the constraint's:
+    unique, no predicate unless the constraint has one, and the same key columns."""
+    wanted = tuple(model._meta.get_field(f).column for f in constraint.fields)
+    same = found.unique and (not wanted or tuple(found.columns) == wanted)
+    same = same and (found.predicate is None) == (constraint.condition is None)
+    if not same:
+        raise IndexDefinitionMismatchError(
+            f'A valid index "{found.name}" exists with another definition than the unique '
+            f"constraint's ({found.definition}); drop or rename it, or rename the constraint."
+        )
 
 
 @contextmanager
