@@ -45,7 +45,7 @@ from .exceptions import (
 from .normalise import normalise_definitions, request_for
 from .progress import BuildMonitor, BuildOutput, progress_reporter
 from .reads import first_error_line
-from .sessions import ensure_own_session
+from .sessions import ensure_own_session, interruptible_statements
 from .sql import qualified_name, quoting_by_our_rule, split_db_table, table_name
 
 logger = logging.getLogger(__name__)
@@ -462,6 +462,13 @@ def build_index_concurrently(
         UnsafeServerVersionError: PostgreSQL 14.0-14.3 without the override.
         IndexBuildError: the index is being built by someone else, or is not valid after.
     """
+    with interruptible_statements():  # SIGINT/SIGTERM cancel the build on psycopg2 too
+        return _build_index_concurrently(schema_editor, model, index, output)
+
+
+def _build_index_concurrently(
+    schema_editor: Any, model: Any, index: Any, output: BuildOutput | None
+) -> BuildOutcome:
     from . import partitions
 
     connection = schema_editor.connection

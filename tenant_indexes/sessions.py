@@ -19,13 +19,20 @@ How it tells:
 
 The check and the health view use no session state (their timeouts are ``SET LOCAL`` in one
 transaction), so they work through any pooler.
+
+:func:`interruptible_statements` lets SIGINT and SIGTERM cancel a running statement on
+psycopg2 as psycopg 3 does (the commands and every build run under it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import select
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,3 +126,69 @@ def ensure_own_session(connection: Any) -> SessionGuard:
     guard = SessionGuard(connection, pid, pooled=True)
     guard.verify("the build")
     return guard
+
+
+#: psycopg2's connection states before the connection is up: set-up, connecting, datestyle.
+_PSYCOPG2_CONNECTING = frozenset({0, 20, 21})
+
+
+def _psycopg2_wait(conn: Any) -> None:
+    """psycopg2's wait callback: a signal cancels the running statement, then re-raises.
+
+    Without a wait callback psycopg2 blocks in libpq, where Python cannot run a signal
+    handler, so SIGINT or SIGTERM would wait for the statement (a build waiting for a
+    writer: for ever). Here the wait is a ``select()`` loop: on ``KeyboardInterrupt`` (and
+    :class:`Terminated`) the statement is cancelled on the server, its error is read so the
+    connection stays usable for the clean-up, and the interrupt goes on.
+
+    With a wait callback libpq connects without its own ``connect_timeout``, so while the
+    connection is being made the loop applies it (``timeout expired``, as libpq says).
+    """
+    import psycopg2  # type: ignore[import-untyped]
+    import psycopg2.extensions as ext  # type: ignore[import-untyped, unused-ignore]
+
+    deadline = None
+    if conn.status in _PSYCOPG2_CONNECTING:
+        seconds = int(conn.get_dsn_parameters().get("connect_timeout") or 0)
+        deadline = time.monotonic() + seconds if seconds > 0 else None
+    interrupt: KeyboardInterrupt | None = None
+    while True:
+        try:
+            state = conn.poll()
+        except Exception:
+            if interrupt is not None:
+                raise interrupt from None
+            raise
+        try:
+            if state == ext.POLL_OK:
+                if interrupt is not None:
+                    raise interrupt
+                return
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                raise psycopg2.OperationalError("timeout expired")
+            if state == ext.POLL_READ:
+                select.select([conn.fileno()], [], [], timeout)
+            elif state == ext.POLL_WRITE:
+                select.select([], [conn.fileno()], [], timeout)
+        except KeyboardInterrupt as error:
+            if interrupt is not None or conn.status in _PSYCOPG2_CONNECTING:
+                raise
+            interrupt = error
+            conn.cancel()
+
+
+@contextlib.contextmanager
+def interruptible_statements() -> Iterator[None]:
+    """Let SIGINT/SIGTERM cancel a running statement on psycopg2, as psycopg 3 does."""
+    try:
+        import psycopg2.extensions as ext  # type: ignore[import-untyped, unused-ignore]
+    except ImportError:  # psycopg 3 only: it cancels on KeyboardInterrupt itself
+        yield
+        return
+    previous = ext.get_wait_callback()
+    ext.set_wait_callback(_psycopg2_wait)
+    try:
+        yield
+    finally:
+        ext.set_wait_callback(previous)

@@ -19,6 +19,7 @@ from . import buildcontrol
 from .conf import get_config
 from .exceptions import IndexBuildError, IndexDefinitionMismatchError
 from .safe_changes import _drop_concurrently, _say, _table_schema, run_short_transaction
+from .sessions import interruptible_statements
 from .sql import qualified_name, quote_identifier, table_name, table_reference
 
 
@@ -105,7 +106,7 @@ def add_unique_constraint_concurrently(schema_editor: Any, model: Any, constrain
         _drop_concurrently(schema_editor, schema, name)
         found = None
     if found is None:
-        with _build_session(connection):
+        with _build_session(connection), interruptible_statements():
             schema_editor.execute(unique_index_sql(schema_editor, model, constraint), params=None)
     after = next(
         (f for f in buildcontrol.index_and_leftovers(connection, table, name) if f.name == name),

@@ -5,12 +5,8 @@ The leading underscore keeps Django from offering this module as a command.
 
 from __future__ import annotations
 
-import contextlib
-import select
 import signal
 import sys
-import time
-from collections.abc import Iterator
 from typing import Any, TypedDict
 
 from django.core.management.base import BaseCommand, CommandError
@@ -20,6 +16,7 @@ from tenant_indexes.conf import get_config
 from tenant_indexes.exceptions import TenantIndexesError
 from tenant_indexes.findings import Level
 from tenant_indexes.reads import first_error_line
+from tenant_indexes.sessions import interruptible_statements
 
 OUTPUT_FORMATS = ("text", "json", "prometheus")
 
@@ -89,72 +86,6 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-#: psycopg2's connection states before the connection is up: set-up, connecting, datestyle.
-_PSYCOPG2_CONNECTING = frozenset({0, 20, 21})
-
-
-def _psycopg2_wait(conn: Any) -> None:
-    """psycopg2's wait callback: a signal cancels the running statement, then re-raises.
-
-    Without a wait callback psycopg2 blocks in libpq, where Python cannot run a signal
-    handler, so SIGINT or SIGTERM would wait for the statement (a build waiting for a
-    writer: for ever). Here the wait is a ``select()`` loop: on ``KeyboardInterrupt`` (and
-    :class:`Terminated`) the statement is cancelled on the server, its error is read so the
-    connection stays usable for the clean-up, and the interrupt goes on.
-
-    With a wait callback libpq connects without its own ``connect_timeout``, so while the
-    connection is being made the loop applies it (``timeout expired``, as libpq says).
-    """
-    import psycopg2  # type: ignore[import-untyped]
-    import psycopg2.extensions as ext  # type: ignore[import-untyped, unused-ignore]
-
-    deadline = None
-    if conn.status in _PSYCOPG2_CONNECTING:
-        seconds = int(conn.get_dsn_parameters().get("connect_timeout") or 0)
-        deadline = time.monotonic() + seconds if seconds > 0 else None
-    interrupt: KeyboardInterrupt | None = None
-    while True:
-        try:
-            state = conn.poll()
-        except Exception:
-            if interrupt is not None:
-                raise interrupt from None
-            raise
-        try:
-            if state == ext.POLL_OK:
-                if interrupt is not None:
-                    raise interrupt
-                return
-            timeout = None if deadline is None else deadline - time.monotonic()
-            if timeout is not None and timeout <= 0:
-                raise psycopg2.OperationalError("timeout expired")
-            if state == ext.POLL_READ:
-                select.select([conn.fileno()], [], [], timeout)
-            elif state == ext.POLL_WRITE:
-                select.select([], [conn.fileno()], [], timeout)
-        except KeyboardInterrupt as error:
-            if interrupt is not None or conn.status in _PSYCOPG2_CONNECTING:
-                raise
-            interrupt = error
-            conn.cancel()
-
-
-@contextlib.contextmanager
-def interruptible_statements() -> Iterator[None]:
-    """Let SIGINT/SIGTERM cancel a running statement on psycopg2, as psycopg 3 does."""
-    try:
-        import psycopg2.extensions as ext  # type: ignore[import-untyped, unused-ignore]
-    except ImportError:  # psycopg 3 only: it cancels on KeyboardInterrupt itself
-        yield
-        return
-    previous = ext.get_wait_callback()
-    ext.set_wait_callback(_psycopg2_wait)
-    try:
-        yield
-    finally:
-        ext.set_wait_callback(previous)
-
-
 class SignalExitMixin:
     """SIGINT exits 130 and SIGTERM 143, a database error outside a build exits 2, each
     with one line on stderr and no traceback.
@@ -164,6 +95,11 @@ class SignalExitMixin:
     being built is left INVALID for the next run to drop and build again.
     """
 
+    #: Whether the whole command runs with :func:`interruptible_statements`. ``migrate``
+    #: says no: a user's migration may COPY, which psycopg2 refuses under a wait callback;
+    #: its builds install it themselves (``build.py``).
+    interruptible = True
+
     def execute(self, *args: Any, **options: Any) -> Any:
         previous = signal.getsignal(signal.SIGTERM)
         try:
@@ -171,6 +107,8 @@ class SignalExitMixin:
         except ValueError:  # not the main thread: leave signals alone
             previous = None
         try:
+            if not self.interruptible:
+                return super().execute(*args, **options)  # type: ignore[misc]
             with interruptible_statements():
                 return super().execute(*args, **options)  # type: ignore[misc]
         except KeyboardInterrupt as interrupt:

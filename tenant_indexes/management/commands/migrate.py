@@ -24,6 +24,7 @@ from ._base import SignalExitMixin
 
 class Command(SignalExitMixin, django_migrate.Command):
     autodetector = TenantIndexAutodetector
+    interruptible = False  # only the builds: a user's migration may COPY (see _base.py)
 
     def handle(self, *args: Any, **options: Any) -> Any:
         self._fake_initial = bool(options.get("fake_initial"))
