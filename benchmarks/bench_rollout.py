@@ -12,7 +12,10 @@ one index, ``AddIndexConcurrently`` of ``(tenant_id, status)`` on ``shop_order``
   executor: the migration in one schema after the other, each build concurrent;
 * **repair --jobs 4**: the index dropped again in every schema (the migration stays
   applied), then ``manage.py repair_tenant_indexes --jobs 4``: one catalog pass over every
-  schema, then the missing builds four schemas at a time.
+  schema, then the missing builds four schemas at a time;
+* **migrate_schemas, multiprocessing**: the migration unapplied again (untimed), then
+  ``manage.py migrate_schemas --executor=multiprocessing --noinput`` (django-tenants' pool,
+  one process per core by default).
 
 Both run as subprocesses (Django's start-up included in both). Prints both wall times, the
 ratio and the machine, and checks that every schema ends with a valid index. Not part of the
@@ -153,20 +156,26 @@ def main() -> int:
     assert valid_copies(db) == 0
     repair_s = project.run("repair_tenant_indexes", "--jobs", str(args.jobs))
     after_repair = valid_copies(db)
+    project.run("migrate_schemas", "djt_shop", "0001", "--executor=multiprocessing", "--noinput")
+    assert valid_copies(db) == 0
+    pool_s = project.run("migrate_schemas", "--executor=multiprocessing", "--noinput")
+    after_pool = valid_copies(db)
 
     print()
     _common.print_setting(
         f"django-tenants, {len(schemas)} tenant schemas x {args.tables} tables, "
         f"{args.rows} rows a table; one new index ({INDEX}) in every schema"
     )
-    print(f"{'way':<40}{'wall s':>9}{'valid copies':>14}")
-    print(f"{'migrate_schemas (standard executor)':<40}{migrate_s:>9.1f}{after_migrate:>14}")
-    print(f"{f'repair_tenant_indexes --jobs {args.jobs}':<40}{repair_s:>9.1f}{after_repair:>14}")
+    print(f"{'way':<44}{'wall s':>9}{'valid copies':>14}")
+    print(f"{'migrate_schemas (standard executor)':<44}{migrate_s:>9.1f}{after_migrate:>14}")
+    print(f"{f'repair_tenant_indexes --jobs {args.jobs}':<44}{repair_s:>9.1f}{after_repair:>14}")
+    print(f"{'migrate_schemas --executor=multiprocessing':<44}{pool_s:>9.1f}{after_pool:>14}")
     print(f"ratio migrate_schemas / repair: {migrate_s / repair_s:.1f}x")
+    print(f"ratio migrate_schemas multiprocessing / repair: {pool_s / repair_s:.1f}x")
     db.close()
     with connection.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    ok = after_migrate == after_repair == len(schemas)
+    ok = after_migrate == after_repair == after_pool == len(schemas)
     print(f"  {'PASS' if ok else 'FAIL'}  every schema has a valid copy after each way")
     return 0 if ok else 1
 
