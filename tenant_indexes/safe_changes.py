@@ -162,9 +162,10 @@ def replace_index_concurrently(schema_editor: Any, model: Any, old: Any, new: An
     output = migrate_output(schema_editor.connection.alias)
     part = partitions.is_partitioned(schema_editor.connection, table_name(model._meta.db_table),
                                      schema)  # fmt: skip
+    how = "with one bounded DROP INDEX" if part else "concurrently"
     if new.name != old.name:
         build_index_concurrently(schema_editor, model, new, output=output)
-        _say(schema_editor, 'dropping the replaced index "%s"', old.name)
+        _say(schema_editor, 'dropping the replaced index "%s" %s', old.name, how)
         _drop_concurrently(schema_editor, schema, old.name, part)
         return
     staged = _renamed(new, temporary_name(new.name, "ti_new"))
@@ -194,7 +195,7 @@ def replace_index_concurrently(schema_editor: Any, model: Any, old: Any, new: An
                 f'After the swap, index "{new.name}" is not the valid new definition; '
                 "run migrate again."
             )
-    _say(schema_editor, 'dropping the old definition "%s"', retired)
+    _say(schema_editor, 'dropping the old definition "%s" %s', retired, how)
     _drop_concurrently(schema_editor, schema, retired, part)
 
 
