@@ -122,6 +122,8 @@ _CASCADE_SQL = """
            >= (SELECT count(*) FROM pg_inherits h WHERE h.inhparent = p.indrelid)
 """
 
+_ATTACHED_ANYWHERE_SQL = "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s)"
+
 _LOCK_NOT_AVAILABLE, _DEADLOCK_DETECTED = "55P03", "40P01"
 
 
@@ -258,7 +260,6 @@ class _PartitionedBuild:
         leaves = [p for p in tree if p.leaf]
         for part in tree:
             parent_name = names[(part.parent_schema, part.parent)]
-            child = child_index_name(parent_index, part.name)
             attached = self._fetch(
                 _ATTACHED_SQL,
                 [qualified_name(part.parent_schema, parent_name),
@@ -267,6 +268,7 @@ class _PartitionedBuild:
             if attached:  # done by an earlier run (PostgreSQL attaches only valid leaves)
                 names[(part.schema, part.name)] = attached[0][0]
                 continue
+            child = self._free_child_name(part)
             if not part.leaf:
                 if self._index_of(part.schema, child) is None:
                     self._execute(
@@ -288,6 +290,16 @@ class _PartitionedBuild:
                 "after attaching every partition's index; run again to finish it."
             )
         return "built"
+
+    def _free_child_name(self, part: Partition) -> str:
+        """``<partition>_<index>``, else ``<partition>_<index>_<n>`` when an index attached
+        to another parent has that name: renaming a partitioned index (the swap of
+        ``ChangeIndexConcurrently``) renames only the parent, its partitions' keep theirs."""
+        for n in range(100):
+            child = child_index_name(self.index.name + (f"_{n}" if n else ""), part.name)
+            if not self._fetch(_ATTACHED_ANYWHERE_SQL, [qualified_name(part.schema, child)]):
+                return child
+        raise IndexBuildError(f"No free index name for {self.index.name} on {part.name}")
 
     def _leaf_index(self, part: Partition, child: str) -> str:
         """A valid, unattached index with the declared definition on one leaf partition."""
@@ -361,13 +373,9 @@ def build_partitioned_index(
 ) -> str:
     """Build ``index`` on the partitioned table of ``model`` without blocking writes.
 
-    See the module docstring for the steps; resumable after a kill.
-
-    Returns:
-        ``"adopted"`` when the parent index was already valid, else ``"built"``.
-
-    Raises:
-        IndexBuildError: a partition's build did not end valid, or the parent did not.
+    See the module docstring for the steps; resumable after a kill. Returns ``"adopted"``
+    when the parent index was already valid, else ``"built"``; raises ``IndexBuildError``
+    when a partition's build, or the parent, did not end valid.
     """
     connection = schema_editor.connection
     with connection.cursor() as cursor:
@@ -384,18 +392,14 @@ def build_partitioned_index(
 def remove_index(schema_editor: Any, model: Any, index: Any) -> None:
     """``RemoveIndexConcurrently``'s drop: concurrent, or :func:`drop_partitioned_index`
     on a partitioned table (where PostgreSQL refuses ``CONCURRENTLY``)."""
-    connection = schema_editor.connection
+    from .buildcontrol import table_schema
+
     table = model._meta.db_table
-    if schema_editor.collect_sql or not is_partitioned(connection, table):
+    if schema_editor.collect_sql or not is_partitioned(schema_editor.connection, table):
         schema_editor.remove_index(model, index, concurrently=True)
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = to_regclass(%s)",
-            [table_reference(table)],
-        )
-        (schema,) = cursor.fetchone()
-    drop_partitioned_index(schema_editor, schema, index.name)
+    drop_partitioned_index(schema_editor, str(table_schema(schema_editor.connection, table)),
+                           index.name)  # fmt: skip
 
 
 def partitioned_index_sql(schema_editor: Any, model: Any, index: Any, schema: str) -> list[str]:
@@ -439,15 +443,16 @@ def drop_partitioned_index(schema_editor: Any, schema: str, name: str) -> None:
     PostgreSQL refuses ``DROP INDEX CONCURRENTLY`` on a partitioned index and refuses to
     drop an attached partition's index on its own, so this is one plain ``DROP INDEX``:
     a catalog change that scans no rows but takes an ``ACCESS EXCLUSIVE`` lock on each
-    partition for that moment. The lock wait is bounded by ``BUILD_LOCK_TIMEOUT`` so the
-    drop gives up instead of queueing writes behind it.
+    partition for that moment. The lock wait is bounded by ``BUILD_LOCK_TIMEOUT`` (``SET
+    LOCAL``, in a transaction of its own) so the drop gives up instead of queueing writes.
     """
     from .build import build_settings
 
-    with schema_editor.connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('lock_timeout', %s, false)",
-                       [build_settings(get_config())["lock_timeout"]])  # fmt: skip
-    schema_editor.execute(f"DROP INDEX IF EXISTS {qualified_name(schema, name)}", params=None)
+    with transaction.atomic(using=schema_editor.connection.alias):
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)",
+                           [build_settings(get_config())["lock_timeout"]])  # fmt: skip
+        schema_editor.execute(f"DROP INDEX IF EXISTS {qualified_name(schema, name)}", params=None)
 
 
 def prebuild_for_partition(
@@ -456,12 +461,9 @@ def prebuild_for_partition(
     """Build ``index`` concurrently on ``schema.table`` before it becomes a partition.
 
     ``ALTER TABLE parent ATTACH PARTITION table`` builds every missing partition index under
-    a lock; with this index already there (and valid), the attach adopts it instead, so only
-    the attach's own brief lock remains. Idempotent: a valid index of that name is kept, an
-    INVALID one rebuilt.
-
-    Returns:
-        The name of the index on ``table``.
+    a lock; with this one there (and valid) the attach adopts it, and only its brief lock
+    remains. Idempotent: a valid index of that name is kept, an INVALID one rebuilt. Returns
+    the name of the index on ``table``.
     """
     name = child_index_name(index.name, table)
     build = _PartitionedBuild(schema_editor, model, index, schema, None)

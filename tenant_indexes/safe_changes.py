@@ -31,7 +31,7 @@ from django.db import NotSupportedError, OperationalError, transaction
 from django.db.migrations.operations import AddConstraint, AlterField
 from django.db.migrations.operations.base import Operation
 
-from . import buildcontrol
+from . import buildcontrol, partitions
 from .build import (
     _is_lock_timeout,
     build_index_concurrently,
@@ -136,21 +136,34 @@ def run_short_transaction(schema_editor: Any, statements: list[str]) -> None:
             time.sleep(buildcontrol.retry_pause(config, attempt))
 
 
-def _drop_concurrently(schema_editor: Any, schema: str, name: str) -> None:
-    schema_editor.execute(drop_index_sql(schema, name), params=None)
+def _drop_concurrently(
+    schema_editor: Any, schema: str, name: str, partitioned: bool = False
+) -> None:
+    if partitioned:
+        # A partitioned index refuses CONCURRENTLY, and its partitions' attached indexes
+        # cannot be dropped on their own: one plain DROP INDEX under a lock timeout.
+        partitions.drop_partitioned_index(schema_editor, schema, name)
+    else:
+        schema_editor.execute(drop_index_sql(schema, name), params=None)
 
 
 def replace_index_concurrently(schema_editor: Any, model: Any, old: Any, new: Any) -> None:
     """Replace index ``old`` of ``model`` by ``new`` without a moment without either.
 
     PostgreSQL, outside a transaction, not ``collect_sql``. Re-runnable after any step.
+    On a partitioned table the build goes through :mod:`tenant_indexes.partitions`, the
+    swap renames the partitioned indexes only (a catalog step; the partitions' indexes keep
+    the names they were built under) and the old one goes in one bounded ``DROP INDEX``.
     """
     schema = _table_schema(schema_editor, model)
     output = migrate_output(schema_editor.connection.alias)
+    part = partitions.is_partitioned(schema_editor.connection, table_name(model._meta.db_table),
+                                     schema)  # fmt: skip
+    how = "with one bounded DROP INDEX" if part else "concurrently"
     if new.name != old.name:
         build_index_concurrently(schema_editor, model, new, output=output)
-        _say(schema_editor, 'dropping the replaced index "%s" concurrently', old.name)
-        _drop_concurrently(schema_editor, schema, old.name)
+        _say(schema_editor, 'dropping the replaced index "%s" %s', old.name, how)
+        _drop_concurrently(schema_editor, schema, old.name, part)
         return
     staged = _renamed(new, temporary_name(new.name, "ti_new"))
     retired = temporary_name(old.name, "ti_old")
@@ -171,7 +184,7 @@ def replace_index_concurrently(schema_editor: Any, model: Any, old: Any, new: An
         )
         if existing_index_state(schema_editor, model, _renamed(new, retired)) != "missing":
             # A retired index left by an interrupted run is dropped before the swap.
-            _drop_concurrently(schema_editor, schema, retired)
+            _drop_concurrently(schema_editor, schema, retired, part)
         run_short_transaction(schema_editor, statements)
         _say(schema_editor, 'swapped the new definition in under the name "%s"', new.name)
         if existing_index_state(schema_editor, model, new) != "same":
@@ -179,8 +192,8 @@ def replace_index_concurrently(schema_editor: Any, model: Any, old: Any, new: An
                 f'After the swap, index "{new.name}" is not the valid new definition; '
                 "run migrate again."
             )
-    _say(schema_editor, 'dropping the old definition "%s" concurrently', retired)
-    _drop_concurrently(schema_editor, schema, retired)
+    _say(schema_editor, 'dropping the old definition "%s" %s', retired, how)
+    _drop_concurrently(schema_editor, schema, retired, part)
 
 
 def _collect_replace_sql(schema_editor: Any, model: Any, old: Any, new: Any) -> None:
