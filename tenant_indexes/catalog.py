@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections
 
 from .indexrows import (
-    INDEXES_OF_REQUESTED_TABLES,
     REQUESTED_TABLES_SQL,
     CatalogIndex,
     index_from_row,
@@ -149,7 +148,7 @@ _SNAPSHOT_SETTINGS_SQL = """
 
 _SNAPSHOT_TABLES_SQL = f"""
     WITH requested AS ({REQUESTED_TABLES_SQL})
-    SELECT n.nspname, c.relname, r.schema, c.reltuples::float8,
+    SELECT c.oid, n.nspname, c.relname, r.schema, c.reltuples::float8,
            c.relpages::bigint * current_setting('block_size')::bigint,
            s.seq_scan, s.idx_scan, s.n_live_tup,
            (SELECT json_agg(json_build_array(a.attname, format_type(a.atttypid, NULL))
@@ -173,16 +172,17 @@ PARTITION_COUNT_COLUMNS = (
     "AND cx.indisvalid) END",
 )
 PARTITION_COUNT_FIELDS = ("partitions_total", "partitions_attached")
+# The indexes of the tables the tables statement found, by oid: the names are resolved once.
 _SNAPSHOT_INDEXES_SQL = index_rows_sql(
-    INDEXES_OF_REQUESTED_TABLES, extra_columns=PARTITION_COUNT_COLUMNS, requested=True
+    "ix.indrelid = ANY(%s::oid[])", extra_columns=PARTITION_COUNT_COLUMNS
 )
 
 
 def _table_from_row(row: Sequence[Any]) -> CatalogTable:
-    """A row of the tables statement: the fields in order, then the column types (JSON) and
-    the partition leaves (``LEAVES_COLUMN_SQL``)."""
+    """A row of the tables statement: the table's oid, the fields in order, then the column
+    types (JSON) and the partition leaves (``LEAVES_COLUMN_SQL``)."""
     pairs = tuple((name, kind) for name, kind in json.loads(row[-2] or "[]"))
-    schema, name, requested_schema, rows, size, seq_scan, idx_scan, live_tuples = row[:-2]
+    schema, name, requested_schema, rows, size, seq_scan, idx_scan, live_tuples = row[1:-2]
     return CatalogTable(
         schema,
         name,
@@ -256,8 +256,11 @@ def catalog_snapshot(
                 cursor.fetchone()
             )
             cursor.execute(_SNAPSHOT_TABLES_SQL, arrays)
-            live_tables = tuple(_table_from_row(row) for row in cursor.fetchall())
-            cursor.execute(_SNAPSHOT_INDEXES_SQL, arrays)
+            table_rows = cursor.fetchall()
+            live_tables = tuple(_table_from_row(row) for row in table_rows)
+            oids = list({row[0]: None for row in table_rows})
+            del table_rows
+            cursor.execute(_SNAPSHOT_INDEXES_SQL, [oids])
             live_indexes = tuple(
                 index_from_row(row, PARTITION_COUNT_FIELDS) for row in cursor.fetchall()
             )

@@ -131,10 +131,10 @@ _INDEX_ROWS_SQL = """
          ORDER BY index_relid, pid
     ){extra_ctes}
     SELECT n.nspname, t.relname, i.relname,
-           array(SELECT a.attname::text
+           array(SELECT (SELECT a.attname::text FROM pg_attribute a
+                          WHERE a.attrelid = ix.indrelid AND a.attnum = k.attnum
+                            AND k.attnum <> 0)
                    FROM unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
-                   LEFT JOIN pg_attribute a
-                          ON a.attrelid = ix.indrelid AND a.attnum = k.attnum AND k.attnum <> 0
                   ORDER BY k.n),
            ix.indnkeyatts,
            ix.indoption::int2[],
