@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .normalise import DeclaredDefinition, NormalisedDefinition
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CatalogTable:
     """One table the snapshot was asked about, as found on the server.
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from sys import intern
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CatalogIndex:
     """One index as PostgreSQL has it.
 
@@ -227,30 +228,32 @@ def index_from_row(row: Sequence[Any], extra_fields: Sequence[str] = ()) -> Cata
     (schema, table, name, all_columns, key_count, options, keys, expressions, predicate,
      unique, primary, constraint, method, valid, ready, live, definition, size_bytes,
      idx_scan, idx_tup_read, idx_tup_fetch, building_pid) = row[:_COMMON_COLUMNS]  # fmt: skip
-    extras = dict(zip(extra_fields, row[_COMMON_COLUMNS:], strict=True))
+    extras = dict(zip(extra_fields, row[_COMMON_COLUMNS:], strict=True)) if extra_fields else {}
+    # Every index of a table repeats its schema and table name (and thousands share a
+    # method): one string each instead of one per row.
     return CatalogIndex(
-        schema=schema,
-        table=table,
-        name=name,
-        columns=tuple(all_columns[:key_count]),
-        descending=tuple(bool(option & _INDOPTION_DESC) for option in options[:key_count]),
-        include=tuple(all_columns[key_count:]),
-        keys=tuple(keys),
-        expressions=expressions,
-        predicate=predicate,
-        unique=unique,
-        primary=primary,
-        constraint=constraint,
-        method=method,
-        valid=valid,
-        ready=ready,
-        live=live,
-        definition=definition,
-        size_bytes=size_bytes,
-        idx_scan=idx_scan,
-        idx_tup_read=idx_tup_read,
-        idx_tup_fetch=idx_tup_fetch,
-        building_pid=building_pid,
+        intern(schema),
+        intern(table),
+        name,
+        tuple(all_columns[:key_count]),
+        tuple(bool(option & _INDOPTION_DESC) for option in options[:key_count]),
+        tuple(all_columns[key_count:]),
+        tuple(keys),
+        expressions,
+        predicate,
+        unique,
+        primary,
+        constraint,
+        intern(method),
+        valid,
+        ready,
+        live,
+        definition,
+        size_bytes,
+        idx_scan,
+        idx_tup_read,
+        idx_tup_fetch,
+        building_pid,
         **extras,
     )
 
