@@ -256,14 +256,16 @@ def catalog_snapshot(
                 cursor.fetchone()
             )
             cursor.execute(_SNAPSHOT_TABLES_SQL, arrays)
-            table_rows = cursor.fetchall()
-            live_tables = tuple(_table_from_row(row) for row in table_rows)
-            oids = list({row[0]: None for row in table_rows})
-            del table_rows
-            cursor.execute(_SNAPSHOT_INDEXES_SQL, [oids])
-            live_indexes = tuple(
-                index_from_row(row, PARTITION_COUNT_FIELDS) for row in cursor.fetchall()
-            )
+            # Rows are turned into objects as they are read (iterating the cursor, not
+            # fetchall()): the rows of thousands of tables never all exist next to them.
+            found: dict[int, None] = {}
+            tables_read = []
+            for row in cursor:
+                found[row[0]] = None
+                tables_read.append(_table_from_row(row))
+            live_tables = tuple(tables_read)
+            cursor.execute(_SNAPSHOT_INDEXES_SQL, [list(found)])
+            live_indexes = tuple(index_from_row(row, PARTITION_COUNT_FIELDS) for row in cursor)
             normalised = normalise_definitions(
                 connection, definition_requests(definitions, live_tables, live_indexes)
             )
