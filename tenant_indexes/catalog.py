@@ -146,11 +146,18 @@ _SNAPSHOT_SETTINGS_SQL = """
                   WHERE to_regnamespace(quote_ident(s)) IS NULL ORDER BY s)
 """
 
+# seq_scan, idx_scan and n_live_tup as pg_stat_user_tables has them, from the functions
+# behind it, called for the requested tables only: joined, the view is aggregated over
+# every table and index of the database (it groups by table), whatever was requested.
+_USER_SCHEMA = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'"
 _SNAPSHOT_TABLES_SQL = f"""
     WITH requested AS ({REQUESTED_TABLES_SQL})
     SELECT c.oid, n.nspname, c.relname, r.schema, c.reltuples::float8,
            c.relpages::bigint * current_setting('block_size')::bigint,
-           s.seq_scan, s.idx_scan, s.n_live_tup,
+           CASE WHEN {_USER_SCHEMA} THEN pg_stat_get_numscans(c.oid) END,
+           CASE WHEN {_USER_SCHEMA} THEN (SELECT sum(pg_stat_get_numscans(x.indexrelid))::bigint
+                                            FROM pg_index x WHERE x.indrelid = c.oid) END,
+           CASE WHEN {_USER_SCHEMA} THEN pg_stat_get_live_tuples(c.oid) END,
            (SELECT json_agg(json_build_array(a.attname, format_type(a.atttypid, NULL))
                             ORDER BY a.attnum)::text
               FROM pg_attribute a
@@ -159,7 +166,6 @@ _SNAPSHOT_TABLES_SQL = f"""
       FROM requested r
       JOIN pg_class c ON c.oid = r.oid
       JOIN pg_namespace n ON n.oid = c.relnamespace
-      LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 """
 
 # For the index of a partitioned table only: its leaf partitions and how many of them have
