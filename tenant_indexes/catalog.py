@@ -271,7 +271,11 @@ def catalog_snapshot(
                 tables_read.append(_table_from_row(row))
             live_tables = tuple(tables_read)
             cursor.execute(_SNAPSHOT_INDEXES_SQL, [list(found)])
-            live_indexes = tuple(index_from_row(row, PARTITION_COUNT_FIELDS) for row in cursor)
+            shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+            live_indexes = tuple(
+                index_from_row(row, PARTITION_COUNT_FIELDS, shared) for row in cursor
+            )
+            del shared
             normalised = normalise_definitions(
                 connection, definition_requests(definitions, live_tables, live_indexes)
             )

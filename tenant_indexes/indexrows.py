@@ -217,33 +217,44 @@ _INDOPTION_DESC = 1  # pg_index.indoption bit: the key column sorts descending
 _COMMON_COLUMNS = 22  # the columns every index_rows_sql() row starts with
 
 
-def index_from_row(row: Sequence[Any], extra_fields: Sequence[str] = ()) -> CatalogIndex:
+def index_from_row(
+    row: Sequence[Any],
+    extra_fields: Sequence[str] = (),
+    shared: dict[tuple[Any, ...], tuple[Any, ...]] | None = None,
+) -> CatalogIndex:
     """One row of :func:`index_rows_sql` as a :class:`CatalogIndex`.
 
     Args:
         row: the row.
         extra_fields: the fields (``exact_size_bytes``, ``last_idx_scan``) that the
             statement's ``extra_columns`` fill, in the same order.
+        shared: where the rows of one read keep their column, order and key tuples, so
+            that equal ones are one tuple (every schema copy of a table repeats them).
     """
     (schema, table, name, all_columns, key_count, options, keys, expressions, predicate,
      unique, primary, constraint, method, valid, ready, live, definition, size_bytes,
      idx_scan, idx_tup_read, idx_tup_fetch, building_pid) = row[:_COMMON_COLUMNS]  # fmt: skip
     extras = dict(zip(extra_fields, row[_COMMON_COLUMNS:], strict=True)) if extra_fields else {}
-    # Every index of a table repeats its schema and table name (and thousands share a
-    # method): one string each instead of one per row.
+    shared = {} if shared is None else shared
+    # Every index of a table repeats its schema and table name, every schema copy of a table
+    # its index and column names and key texts: one string each instead of one per row.
+    columns = tuple(None if c is None else intern(c) for c in all_columns[:key_count])
+    descending = tuple([bool(option & _INDOPTION_DESC) for option in options[:key_count]])
+    include = tuple([intern(c) for c in all_columns[key_count:]])
+    key_texts = tuple([intern(k) for k in keys])
     return CatalogIndex(
         intern(schema),
         intern(table),
-        name,
-        tuple(all_columns[:key_count]),
-        tuple(bool(option & _INDOPTION_DESC) for option in options[:key_count]),
-        tuple(all_columns[key_count:]),
-        tuple(keys),
+        intern(name),
+        shared.setdefault(columns, columns),
+        shared.setdefault(descending, descending),
+        shared.setdefault(include, include),
+        shared.setdefault(key_texts, key_texts),
         expressions,
         predicate,
         unique,
         primary,
-        constraint,
+        None if constraint is None else intern(constraint),
         intern(method),
         valid,
         ready,
