@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections
 
 from .indexrows import (
-    INDEXES_OF_REQUESTED_TABLES,
     REQUESTED_TABLES_SQL,
     CatalogIndex,
     index_from_row,
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from .normalise import DeclaredDefinition, NormalisedDefinition
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CatalogTable:
     """One table the snapshot was asked about, as found on the server.
 
@@ -147,11 +146,18 @@ _SNAPSHOT_SETTINGS_SQL = """
                   WHERE to_regnamespace(quote_ident(s)) IS NULL ORDER BY s)
 """
 
+# seq_scan, idx_scan and n_live_tup as pg_stat_user_tables has them, from the functions
+# behind it, called for the requested tables only: joined, the view is aggregated over
+# every table and index of the database (it groups by table), whatever was requested.
+_USER_SCHEMA = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'"
 _SNAPSHOT_TABLES_SQL = f"""
     WITH requested AS ({REQUESTED_TABLES_SQL})
-    SELECT n.nspname, c.relname, r.schema, c.reltuples::float8,
+    SELECT c.oid, n.nspname, c.relname, r.schema, c.reltuples::float8,
            c.relpages::bigint * current_setting('block_size')::bigint,
-           s.seq_scan, s.idx_scan, s.n_live_tup,
+           CASE WHEN {_USER_SCHEMA} THEN pg_stat_get_numscans(c.oid) END,
+           CASE WHEN {_USER_SCHEMA} THEN (SELECT sum(pg_stat_get_numscans(x.indexrelid))::bigint
+                                            FROM pg_index x WHERE x.indrelid = c.oid) END,
+           CASE WHEN {_USER_SCHEMA} THEN pg_stat_get_live_tuples(c.oid) END,
            (SELECT json_agg(json_build_array(a.attname, format_type(a.atttypid, NULL))
                             ORDER BY a.attnum)::text
               FROM pg_attribute a
@@ -160,7 +166,6 @@ _SNAPSHOT_TABLES_SQL = f"""
       FROM requested r
       JOIN pg_class c ON c.oid = r.oid
       JOIN pg_namespace n ON n.oid = c.relnamespace
-      LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 """
 
 # For the index of a partitioned table only: its leaf partitions and how many of them have
@@ -173,16 +178,17 @@ PARTITION_COUNT_COLUMNS = (
     "AND cx.indisvalid) END",
 )
 PARTITION_COUNT_FIELDS = ("partitions_total", "partitions_attached")
+# The indexes of the tables the tables statement found, by oid: the names are resolved once.
 _SNAPSHOT_INDEXES_SQL = index_rows_sql(
-    INDEXES_OF_REQUESTED_TABLES, extra_columns=PARTITION_COUNT_COLUMNS, requested=True
+    "ix.indrelid = ANY(%s::oid[])", extra_columns=PARTITION_COUNT_COLUMNS
 )
 
 
 def _table_from_row(row: Sequence[Any]) -> CatalogTable:
-    """A row of the tables statement: the fields in order, then the column types (JSON) and
-    the partition leaves (``LEAVES_COLUMN_SQL``)."""
+    """A row of the tables statement: the table's oid, the fields in order, then the column
+    types (JSON) and the partition leaves (``LEAVES_COLUMN_SQL``)."""
     pairs = tuple((name, kind) for name, kind in json.loads(row[-2] or "[]"))
-    schema, name, requested_schema, rows, size, seq_scan, idx_scan, live_tuples = row[:-2]
+    schema, name, requested_schema, rows, size, seq_scan, idx_scan, live_tuples = row[1:-2]
     return CatalogTable(
         schema,
         name,
@@ -256,11 +262,20 @@ def catalog_snapshot(
                 cursor.fetchone()
             )
             cursor.execute(_SNAPSHOT_TABLES_SQL, arrays)
-            live_tables = tuple(_table_from_row(row) for row in cursor.fetchall())
-            cursor.execute(_SNAPSHOT_INDEXES_SQL, arrays)
+            # Rows are turned into objects as they are read (iterating the cursor, not
+            # fetchall()): the rows of thousands of tables never all exist next to them.
+            found: dict[int, None] = {}
+            tables_read = []
+            for row in cursor:
+                found[row[0]] = None
+                tables_read.append(_table_from_row(row))
+            live_tables = tuple(tables_read)
+            cursor.execute(_SNAPSHOT_INDEXES_SQL, [list(found)])
+            shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
             live_indexes = tuple(
-                index_from_row(row, PARTITION_COUNT_FIELDS) for row in cursor.fetchall()
+                index_from_row(row, PARTITION_COUNT_FIELDS, shared) for row in cursor
             )
+            del shared
             normalised = normalise_definitions(
                 connection, definition_requests(definitions, live_tables, live_indexes)
             )

@@ -82,7 +82,7 @@ W_ADVISOR_UNAVAILABLE = "tenant_indexes.W061"
 E_PROBE_FAILED = "tenant_indexes.E101"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     """One problem, with what to run to fix it.
 

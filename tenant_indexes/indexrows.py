@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from sys import intern
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CatalogIndex:
     """One index as PostgreSQL has it.
 
@@ -131,10 +132,10 @@ _INDEX_ROWS_SQL = """
          ORDER BY index_relid, pid
     ){extra_ctes}
     SELECT n.nspname, t.relname, i.relname,
-           array(SELECT a.attname::text
+           array(SELECT (SELECT a.attname::text FROM pg_attribute a
+                          WHERE a.attrelid = ix.indrelid AND a.attnum = k.attnum
+                            AND k.attnum <> 0)
                    FROM unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
-                   LEFT JOIN pg_attribute a
-                          ON a.attrelid = ix.indrelid AND a.attnum = k.attnum AND k.attnum <> 0
                   ORDER BY k.n),
            ix.indnkeyatts,
            ix.indoption::int2[],
@@ -216,41 +217,54 @@ _INDOPTION_DESC = 1  # pg_index.indoption bit: the key column sorts descending
 _COMMON_COLUMNS = 22  # the columns every index_rows_sql() row starts with
 
 
-def index_from_row(row: Sequence[Any], extra_fields: Sequence[str] = ()) -> CatalogIndex:
+def index_from_row(
+    row: Sequence[Any],
+    extra_fields: Sequence[str] = (),
+    shared: dict[tuple[Any, ...], tuple[Any, ...]] | None = None,
+) -> CatalogIndex:
     """One row of :func:`index_rows_sql` as a :class:`CatalogIndex`.
 
     Args:
         row: the row.
         extra_fields: the fields (``exact_size_bytes``, ``last_idx_scan``) that the
             statement's ``extra_columns`` fill, in the same order.
+        shared: where the rows of one read keep their column, order and key tuples, so
+            that equal ones are one tuple (every schema copy of a table repeats them).
     """
     (schema, table, name, all_columns, key_count, options, keys, expressions, predicate,
      unique, primary, constraint, method, valid, ready, live, definition, size_bytes,
      idx_scan, idx_tup_read, idx_tup_fetch, building_pid) = row[:_COMMON_COLUMNS]  # fmt: skip
-    extras = dict(zip(extra_fields, row[_COMMON_COLUMNS:], strict=True))
+    extras = dict(zip(extra_fields, row[_COMMON_COLUMNS:], strict=True)) if extra_fields else {}
+    shared = {} if shared is None else shared
+    # Every index of a table repeats its schema and table name, every schema copy of a table
+    # its index and column names and key texts: one string each instead of one per row.
+    columns = tuple(None if c is None else intern(c) for c in all_columns[:key_count])
+    descending = tuple([bool(option & _INDOPTION_DESC) for option in options[:key_count]])
+    include = tuple([intern(c) for c in all_columns[key_count:]])
+    key_texts = tuple([intern(k) for k in keys])
     return CatalogIndex(
-        schema=schema,
-        table=table,
-        name=name,
-        columns=tuple(all_columns[:key_count]),
-        descending=tuple(bool(option & _INDOPTION_DESC) for option in options[:key_count]),
-        include=tuple(all_columns[key_count:]),
-        keys=tuple(keys),
-        expressions=expressions,
-        predicate=predicate,
-        unique=unique,
-        primary=primary,
-        constraint=constraint,
-        method=method,
-        valid=valid,
-        ready=ready,
-        live=live,
-        definition=definition,
-        size_bytes=size_bytes,
-        idx_scan=idx_scan,
-        idx_tup_read=idx_tup_read,
-        idx_tup_fetch=idx_tup_fetch,
-        building_pid=building_pid,
+        intern(schema),
+        intern(table),
+        intern(name),
+        shared.setdefault(columns, columns),
+        shared.setdefault(descending, descending),
+        shared.setdefault(include, include),
+        shared.setdefault(key_texts, key_texts),
+        expressions,
+        predicate,
+        unique,
+        primary,
+        None if constraint is None else intern(constraint),
+        intern(method),
+        valid,
+        ready,
+        live,
+        definition,
+        size_bytes,
+        idx_scan,
+        idx_tup_read,
+        idx_tup_fetch,
+        building_pid,
         **extras,
     )
 

@@ -98,8 +98,23 @@ def render_json(report: HealthReport) -> str:
 
     Compact on purpose: ``indent`` switches ``json`` to its pure-Python encoder, which takes
     longer than the whole catalog pass at thousands of indexes. Pipe to ``jq`` to read it.
+
+    The same text as ``json.dumps(report.as_dict())``, written one index and one finding at
+    a time, so the dictionaries of only one of them exist at once, never the whole tree.
     """
-    return json.dumps(report.as_dict()) + "\n"
+    dumps = json.dumps
+    parts = [
+        '{"status": ',
+        dumps(report.status),
+        ', "databases": ',
+        dumps([d.as_dict() for d in report.databases]),
+        ', "indexes": [',
+        ", ".join([dumps(ix.as_dict()) for ix in report.indexes]),
+        '], "findings": [',
+        ", ".join([dumps(f.as_dict()) for f in report.findings]),
+        "]}\n",
+    ]
+    return "".join(parts)
 
 
 _STATUS_CODE = {"ok": 0, "warning": 1, "error": 2, "unknown": 3}

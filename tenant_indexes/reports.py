@@ -14,7 +14,7 @@ from .catalog import CatalogIndex
 from .findings import Finding, IndexState, Level
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IndexReport:
     """One declared tenant index on one database, with its state and usage where known."""
 

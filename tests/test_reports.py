@@ -79,6 +79,16 @@ def test_render_json__is_one_line_with_the_documented_keys() -> None:
     assert doc["indexes"][0]["status"] == "missing"
 
 
+def test_render_json__is_the_text_of_the_whole_document_dumped_at_once() -> None:
+    for each in (
+        report(),
+        report(finding(Level.ERROR), finding(Level.WARNING, "tenant_indexes.W050")),
+        report(finding(Level.ERROR), databases=(PG, DOWN)),
+        HealthReport(status="ok"),
+    ):
+        assert render_json(each) == json.dumps(each.as_dict()) + "\n"
+
+
 def test_render_prometheus__escapes_label_values_and_skips_down_databases() -> None:
     odd = DatabaseReport(alias='we"ird\\', vendor="postgresql", server_version="16.2")
     out = render_prometheus(HealthReport(status="ok", databases=(odd, DOWN)))
