@@ -14,6 +14,7 @@ alias was read (W001 must see a primary and its replicas together).
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -69,8 +70,14 @@ def _collector_paused() -> Iterator[None]:
     A check over thousands of schemas makes hundreds of thousands of rows, indexes,
     reports and findings that all stay alive until it returns; the collector would walk
     them again and again as they pile up, to free nothing. It runs as before once the
-    check is done (and collects then whatever cyclic garbage the check left).
+    check is done (and collects then whatever cyclic garbage the check left). Only in the
+    main thread: a command, not a web server's request.
     """
+    if threading.current_thread() is not threading.main_thread():
+        # The health view's pass runs in a thread of a web server: the collector is the
+        # whole process's, so it is left alone there.
+        yield
+        return
     enabled = gc.isenabled()
     gc.disable()
     try:
