@@ -23,6 +23,7 @@ import pytest
 from django.db import connection
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tenant_indexes.helpdesk.models import Tenant, User
 
@@ -74,6 +75,18 @@ def _login(browser: Any, base: str, username: str) -> None:
     browser.find_element(By.NAME, "username").send_keys(username)
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    # click() returns before the login's POST and redirect are done; a get() sent meanwhile
+    # can be overtaken by the redirect. Wait for the page after it: the admin, or the login
+    # form again with its error for a user the admin refuses.
+    WebDriverWait(browser, 60).until(
+        lambda b: (
+            b.execute_script("return document.readyState") == "complete"
+            and (
+                "/admin/login/" not in b.current_url
+                or bool(b.find_elements(By.CSS_SELECTOR, ".errornote"))
+            )
+        )
+    )
 
 
 def _console_errors(browser: Any) -> list[dict[str, Any]]:
