@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from sys import intern
+from sys import intern as _intern_str
 from typing import Any
 
 
@@ -217,6 +217,12 @@ _INDOPTION_DESC = 1  # pg_index.indoption bit: the key column sorts descending
 _COMMON_COLUMNS = 22  # the columns every index_rows_sql() row starts with
 
 
+def intern(text: str | None) -> str | None:
+    """``sys.intern`` that passes ``None`` through: the catalog gives NULL for the key text
+    or a column name of an index that a concurrent build or drop is changing."""
+    return None if text is None else _intern_str(text)
+
+
 def index_from_row(
     row: Sequence[Any],
     extra_fields: Sequence[str] = (),
@@ -238,14 +244,14 @@ def index_from_row(
     shared = {} if shared is None else shared
     # Every index of a table repeats its schema and table name, every schema copy of a table
     # its index and column names and key texts: one string each instead of one per row.
-    columns = tuple(None if c is None else intern(c) for c in all_columns[:key_count])
+    columns = tuple(intern(c) for c in all_columns[:key_count])
     descending = tuple([bool(option & _INDOPTION_DESC) for option in options[:key_count]])
     include = tuple([intern(c) for c in all_columns[key_count:]])
     key_texts = tuple([intern(k) for k in keys])
     return CatalogIndex(
-        intern(schema),
-        intern(table),
-        intern(name),
+        _intern_str(schema),
+        _intern_str(table),
+        _intern_str(name),
         shared.setdefault(columns, columns),
         shared.setdefault(descending, descending),
         shared.setdefault(include, include),
@@ -254,8 +260,8 @@ def index_from_row(
         predicate,
         unique,
         primary,
-        None if constraint is None else intern(constraint),
-        intern(method),
+        intern(constraint),
+        _intern_str(method),
         valid,
         ready,
         live,

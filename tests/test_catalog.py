@@ -147,3 +147,21 @@ def test_catalog_snapshot__timeouts_come_from_the_setting() -> None:
         catalog_snapshot("default", SEED)
     settings_sql = next(q["sql"] for q in queries if "set_config" in q["sql"])
     assert "'1234ms'" in settings_sql and "'567ms'" in settings_sql
+
+
+def test_index_row__null_key_text_and_column_of_an_index_being_changed_are_kept() -> None:
+    """While a concurrent build or drop changes an index, the catalog can give NULL for a
+    key's text or a column name; a reader (a second repair, the check) must not fail on it."""
+    from tenant_indexes.indexrows import index_from_row
+
+    row = (
+        "public", "t", "t_tenant", [None, "status"], 2, [0, 0], [None, "status"], None, None,
+        False, False, None, "btree", False, False, True, None, 8192, 0, 0, 0, None,
+    )  # fmt: skip
+    ix = index_from_row(row)
+    assert (ix.schema, ix.name, ix.columns, ix.keys) == (
+        "public",
+        "t_tenant",
+        (None, "status"),
+        (None, "status"),
+    )
