@@ -439,6 +439,7 @@ class _SafeBuild:
         return " Nothing was left behind." if invalid else ""
 
 
+@interruptible_statements()  # SIGINT/SIGTERM cancel the build on psycopg2 too
 def build_index_concurrently(
     schema_editor: Any, model: Any, index: Any, *, output: BuildOutput | None = None
 ) -> BuildOutcome:
@@ -462,13 +463,6 @@ def build_index_concurrently(
         UnsafeServerVersionError: PostgreSQL 14.0-14.3 without the override.
         IndexBuildError: the index is being built by someone else, or is not valid after.
     """
-    with interruptible_statements():  # SIGINT/SIGTERM cancel the build on psycopg2 too
-        return _build_index_concurrently(schema_editor, model, index, output)
-
-
-def _build_index_concurrently(
-    schema_editor: Any, model: Any, index: Any, output: BuildOutput | None
-) -> BuildOutcome:
     from . import partitions
 
     connection = schema_editor.connection
