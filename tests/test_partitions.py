@@ -283,8 +283,12 @@ def test_partitions__rerun_after_a_kill_keeps_attached_adopts_valid_rebuilds_inv
             thread = threading.Thread(target=build, daemon=True)
             thread.start()
             for _ in range(600):
+                # Past the build's first transaction (its catalog entry committed): killed
+                # earlier, the build would leave no INVALID index at all.
                 waiting = killer.execute(
-                    "SELECT count(*) FROM pg_stat_progress_create_index WHERE pid = %s", [pid]
+                    "SELECT count(*) FROM pg_stat_progress_create_index WHERE pid = %s"
+                    " AND to_regclass(%s) IS NOT NULL",
+                    [pid, invalid],
                 ).fetchone()[0]
                 if waiting:
                     break
