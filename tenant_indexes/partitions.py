@@ -419,7 +419,12 @@ def remove_index(schema_editor: Any, model: Any, index: Any) -> None:
     from .buildcontrol import table_schema
 
     table = model._meta.db_table
-    if schema_editor.collect_sql or not is_partitioned(schema_editor.connection, table):
+    if schema_editor.collect_sql:
+        from .partitionplan import collect_remove_index
+
+        collect_remove_index(schema_editor, model, index)
+        return
+    if not is_partitioned(schema_editor.connection, table):
         schema_editor.remove_index(model, index, concurrently=True)
         return
     drop_partitioned_index(schema_editor, str(table_schema(schema_editor.connection, table)),
