@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from . import buildcontrol
 from .conf import get_config
@@ -86,23 +86,28 @@ class _PartitionPlan(_PartitionedBuild):
 
     def _scratch_definition(self) -> tuple[Any, ...] | None:
         """What the server will write for the parent index the plan creates: the declared
-        index built on an empty temporary copy of the parent's columns, rolled back."""
+        index built on an empty temporary copy of the parent's columns, rolled back. ``None``
+        where the session may create no table (read-only): no adoption is planned then."""
         alias = self.connection.alias
-        with transaction.atomic(using=alias):
-            with self.connection.cursor() as cursor:
-                cursor.execute(
-                    f"CREATE TEMPORARY TABLE {quote_identifier(_REFERENCE)} "
-                    f"(LIKE {qualified_name(self.schema, self.table)})"
+        try:
+            with transaction.atomic(using=alias):
+                with self.connection.cursor() as cursor:
+                    cursor.execute(
+                        f"CREATE TEMPORARY TABLE {quote_identifier(_REFERENCE)} "
+                        f"(LIKE {qualified_name(self.schema, self.table)})"
+                    )
+                    cursor.execute(
+                        index_sql(self.editor, self.model, self.index, schema="pg_temp",
+                                  table=_REFERENCE, name=f"{_REFERENCE}_index",
+                                  concurrently=False)
+                    )  # fmt: skip
+                rows = self._fetch(
+                    _DEFINITION_SQL.format(where="ix.indexrelid = to_regclass(%s)"),
+                    [qualified_name("pg_temp", f"{_REFERENCE}_index")],
                 )
-                cursor.execute(
-                    index_sql(self.editor, self.model, self.index, schema="pg_temp",
-                              table=_REFERENCE, name=f"{_REFERENCE}_index", concurrently=False)
-                )  # fmt: skip
-            rows = self._fetch(
-                _DEFINITION_SQL.format(where="ix.indexrelid = to_regclass(%s)"),
-                [qualified_name("pg_temp", f"{_REFERENCE}_index")],
-            )
-            transaction.set_rollback(True, using=alias)
+                transaction.set_rollback(True, using=alias)
+        except DatabaseError:
+            return None
         return rows[0] if rows else None
 
     def _attach(self, part: Partition, parent_index: str, child: str, valid: bool) -> None:

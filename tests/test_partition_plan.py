@@ -140,3 +140,24 @@ def test_partition_plan__a_valid_identical_unattached_leaf_index_is_attached_not
     # An index of another definition is no candidate: that leaf gets its own.
     assert any(s.startswith("CREATE INDEX CONCURRENTLY") and f'"{TABLE}_2"' in s for s in plan)
     assert "other_definition_on_2" not in "\n".join(plan)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_partition_plan__in_a_read_only_session_plans_without_adopting_and_still_finishes() -> None:
+    """No temporary table can be made there to compare definitions with: the leaf's valid
+    identical index is left alone and the leaf gets its own, which still completes."""
+    try:
+        _create("hash")
+        _run(f"CREATE INDEX own_name_on_1 ON {TABLE}_1 (tenant_id)")
+        _run("SET default_transaction_read_only = on")
+        try:
+            plan = _plan()
+        finally:
+            _run("SET default_transaction_read_only = off")
+        assert sum(s.startswith("CREATE INDEX CONCURRENTLY") for s in plan) == 4
+        with _raw() as psql:
+            for statement in plan:
+                psql.execute(statement)
+        assert _parent_valid() is True
+    finally:
+        _drop()
