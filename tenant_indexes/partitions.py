@@ -366,7 +366,8 @@ class _PartitionedBuild:
         sub-partition's index, the server then locks every ancestor table ACCESS EXCLUSIVE
         to mark the indexes above valid: a deadlock with a writer in between. That attach
         takes the ancestors' locks first, root first, in one transaction with it. A lock
-        timeout or deadlock rolls back a catalog-only step: retried with backoff."""
+        timeout or deadlock rolls back a catalog-only step: retried with backoff. ``valid``
+        (whether ``child`` is valid) is for the dry run's plan; the run asks the catalog."""
         parent = qualified_name(part.parent_schema, parent_index)
         index = qualified_name(part.schema, child)
         attach = f"ALTER INDEX {parent} ATTACH PARTITION {index}"
