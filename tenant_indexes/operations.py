@@ -7,8 +7,10 @@ no ``concurrently`` argument). These operations are drop-in replacements that us
 statements everywhere else, so one migration serves every backend.
 
 On PostgreSQL a build goes through :func:`tenant_indexes.build.build_index_concurrently`
-(adopt, rebuild, bounded lock waits, progress). ``sqlmigrate`` (``collect_sql``) prints the
-plain ``CREATE INDEX CONCURRENTLY`` statement and queries nothing.
+(adopt, rebuild, bounded lock waits, progress). ``sqlmigrate`` (``collect_sql``) looks up
+the table's ``relkind`` and nothing else for an ordinary table, whose SQL is the plain
+``CREATE INDEX CONCURRENTLY`` / ``DROP INDEX CONCURRENTLY``; for a partitioned table it
+prints what the run does there (:mod:`tenant_indexes.partitionplan`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from django.db.migrations.operations import AddIndex, RemoveIndex
 from django.db.migrations.state import ProjectState
 from django.db.models import Index
 
-from . import partitions
+from . import partitionplan, partitions
 from .build import build_index_concurrently
 from .progress import migrate_output
 from .safe_changes import ensure_not_in_transaction
@@ -66,8 +68,9 @@ class AddIndexConcurrently(_NotInTransactionMixin, AddIndex):
         if not _is_postgresql(schema_editor):
             schema_editor.add_index(model, self.index)
         elif schema_editor.collect_sql:
-            # sqlmigrate: print the statement, look nothing up.
-            schema_editor.add_index(model, self.index, concurrently=True)
+            # sqlmigrate: the statements of the run, found with one relkind lookup unless
+            # the table is partitioned.
+            partitionplan.collect_add_index(schema_editor, model, self.index)
         else:
             output = migrate_output(schema_editor.connection.alias)
             build_index_concurrently(schema_editor, model, self.index, output=output)
@@ -115,6 +118,6 @@ class RemoveIndexConcurrently(_NotInTransactionMixin, RemoveIndex):
             output = migrate_output(schema_editor.connection.alias)
             build_index_concurrently(schema_editor, model, index, output=output)
         elif _is_postgresql(schema_editor):
-            schema_editor.add_index(model, index, concurrently=True)
+            partitionplan.collect_add_index(schema_editor, model, index)
         else:
             schema_editor.add_index(model, index)

@@ -16,8 +16,14 @@ way, which :func:`build_partitioned_index` takes:
 
 Every step reads the catalog first, so a run that was killed at any point is resumed by
 running it again: attached children are kept, valid unattached ones adopted, INVALID ones
-rebuilt. :func:`drop_partitioned_index` removes one the same way round (children
-concurrently, then the parent, which then covers no rows). :func:`prebuild_for_partition`
+rebuilt. The same steps, collected instead of run, are the SQL that
+``repair_tenant_indexes --dry-run`` and ``sqlmigrate`` print (:mod:`.partitionplan`).
+
+:func:`drop_partitioned_index` removes one with a single plain ``DROP INDEX`` under a lock
+timeout: PostgreSQL refuses ``DROP INDEX CONCURRENTLY`` on a partitioned index, refuses to
+drop a partition's attached index on its own and has no way to detach one, so the parent
+and every partition's index go together in one catalog change (no rows are read, but each
+partition is locked ``ACCESS EXCLUSIVE`` for that moment). :func:`prebuild_for_partition`
 builds the index of a table concurrently *before* it is attached with ``ATTACH PARTITION``,
 which would otherwise build it under a lock that blocks writes.
 """
@@ -26,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +46,6 @@ from .sql import qualified_name, quote_identifier, quoting_by_our_rule, table_na
 logger = logging.getLogger("tenant_indexes.build")
 
 _MAX_IDENTIFIER = 63
-_CREATE_PREFIX = r"^(CREATE (?:UNIQUE )?INDEX (?:CONCURRENTLY )?)(?!IF NOT EXISTS)"
 
 
 @dataclass(frozen=True)
@@ -76,13 +80,14 @@ _TREE_SQL = """
      ORDER BY t.level, n.nspname, c.relname
 """
 
-# The index of one table that is attached to a given parent index, if any.
+# The index of one table that is attached to a given parent index, if any (none when the
+# parent index does not exist: the dry run's plan reads this before it would create it).
 _ATTACHED_SQL = """
     SELECT i.relname, ix.indisvalid
       FROM pg_inherits h
       JOIN pg_index ix ON ix.indexrelid = h.inhrelid
       JOIN pg_class i ON i.oid = ix.indexrelid
-     WHERE h.inhparent = %s::regclass AND ix.indrelid = %s::regclass
+     WHERE h.inhparent = to_regclass(%s) AND ix.indrelid = %s::regclass
 """
 
 # What makes two indexes identical, for the indexes ``where`` selects.
@@ -107,9 +112,9 @@ _CANDIDATES_SQL = _DEFINITION_SQL.format(
 
 # When attaching ``child`` (%s) to ``parent`` (%s) completes a parent index that is itself a
 # partition's, the server marks it valid and goes up the tree, taking ACCESS EXCLUSIVE on
-# every ancestor table. The ancestors (root first), else no row.
+# every ancestor table. The ancestors as (schema, table) pairs (root first), else no row.
 _CASCADE_SQL = """
-    SELECT array(SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+    SELECT array(SELECT ARRAY[n.nspname::text, c.relname::text]
                    FROM pg_partition_ancestors(p.indrelid) WITH ORDINALITY AS a(relid, k)
                    JOIN pg_class c ON c.oid = a.relid
                    JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -214,6 +219,8 @@ class _PartitionedBuild:
         self.model, self.index, self.schema, self.output = model, index, schema, output
         self.table = table_name(model._meta.db_table)
         self.config = get_config()
+        self.tree: list[Partition] = []
+        self.names: dict[tuple[str, str], str] = {}
 
     def _say(self, message: str) -> None:
         logger.info(message)
@@ -239,26 +246,49 @@ class _PartitionedBuild:
         # unique, method, predicate, key texts, operator classes, options, collations
         return row[2:] == reference[2:]
 
-    def run(self) -> str:
+    def _start(self) -> None:
         from .build import build_settings
 
-        schema, parent_index = self.schema, self.index.name
         with self.connection.cursor() as cursor:
             cursor.execute("SELECT set_config('lock_timeout', %s, false)",
                            [build_settings(self.config)["lock_timeout"]])  # fmt: skip
+
+    def _create_parent(self, existing: tuple[bool] | None) -> bool:
+        """Whether the parent's ``ON ONLY`` index is to be created (it does not exist)."""
+        return existing is None
+
+    def _built(self, schema: str, child: str) -> None:
+        """Raise unless the concurrent build of ``child`` ended valid."""
+        found = self._index_of(schema, child)
+        if not found or not found[0]:
+            raise IndexBuildError(f'CREATE INDEX CONCURRENTLY "{child}" did not end valid')
+
+    def _finish(self) -> str:
+        parent_index = self.index.name
+        valid = self._index_of(self.schema, parent_index)
+        if not valid or not valid[0]:
+            raise IndexBuildError(
+                f'Index "{parent_index}" on partitioned table "{self.table}" is still INVALID '
+                "after attaching every partition's index; run again to finish it."
+            )
+        return "built"
+
+    def run(self) -> str:
+        schema, parent_index = self.schema, self.index.name
+        self._start()
         existing = self._index_of(schema, parent_index)
-        if existing is None:
+        if existing is not None and existing[0]:
+            return "adopted"
+        if self._create_parent(existing):
             self._say(f'creating "{parent_index}" ON ONLY "{schema}"."{self.table}"')
             self._execute(
                 index_sql(self.editor, self.model, self.index, schema=schema,
                           table=self.table, name=parent_index, concurrently=False, only=True)
             )  # fmt: skip
-        elif existing[0]:
-            return "adopted"
-        tree = partition_tree(self.connection, schema, self.table)
-        names = {(schema, self.table): parent_index}
-        leaves = [p for p in tree if p.leaf]
-        for part in tree:
+        self.tree = partition_tree(self.connection, schema, self.table)
+        self.names = names = {(schema, self.table): parent_index}
+        leaves = [p for p in self.tree if p.leaf]
+        for part in self.tree:
             parent_name = names[(part.parent_schema, part.parent)]
             attached = self._fetch(
                 _ATTACHED_SQL,
@@ -270,26 +300,21 @@ class _PartitionedBuild:
                 continue
             child = self._free_child_name(part)
             if not part.leaf:
-                if self._index_of(part.schema, child) is None:
+                own = self._index_of(part.schema, child)
+                if own is None:
                     self._execute(
                         index_sql(self.editor, self.model, self.index, schema=part.schema,
                                   table=part.name, name=child, concurrently=False, only=True)
                     )  # fmt: skip
                 names[(part.schema, part.name)] = child
-                self._attach(part.parent_schema, parent_name, part.schema, child)
+                self._attach(part, parent_name, child, bool(own and own[0]))
                 continue
             child = self._leaf_index(part, child)
             names[(part.schema, part.name)] = child
-            self._attach(part.parent_schema, parent_name, part.schema, child)
+            self._attach(part, parent_name, child, True)
             done = sum(1 for leaf in leaves if (leaf.schema, leaf.name) in names)
             self._say(f"partition {done} of {len(leaves)}: {part.schema}.{part.name} attached")
-        valid = self._index_of(schema, parent_index)
-        if not valid or not valid[0]:
-            raise IndexBuildError(
-                f'Index "{parent_index}" on partitioned table "{self.table}" is still INVALID '
-                "after attaching every partition's index; run again to finish it."
-            )
-        return "built"
+        return self._finish()
 
     def _free_child_name(self, part: Partition) -> str:
         """``<partition>_<index>``, else ``<partition>_<index>_<n>`` when an index attached
@@ -321,9 +346,7 @@ class _PartitionedBuild:
             index_sql(self.editor, self.model, self.index, schema=part.schema,
                       table=part.name, name=child, concurrently=True)
         )  # fmt: skip
-        found = self._index_of(part.schema, child)
-        if not found or not found[0]:
-            raise IndexBuildError(f'CREATE INDEX CONCURRENTLY "{child}" did not end valid')
+        self._built(part.schema, child)
         return child
 
     def _reference_definition(self) -> tuple[Any, ...] | None:
@@ -335,7 +358,7 @@ class _PartitionedBuild:
         )
         return rows[0] if rows else None
 
-    def _attach(self, parent_schema: str, parent_index: str, schema: str, child: str) -> None:
+    def _attach(self, part: Partition, parent_index: str, child: str, valid: bool) -> None:
         """``ALTER INDEX ... ATTACH PARTITION``, in the lock order of a writer.
 
         A writer through the root locks root, partition, sub-partition, then the leaf's
@@ -343,8 +366,10 @@ class _PartitionedBuild:
         sub-partition's index, the server then locks every ancestor table ACCESS EXCLUSIVE
         to mark the indexes above valid: a deadlock with a writer in between. That attach
         takes the ancestors' locks first, root first, in one transaction with it. A lock
-        timeout or deadlock rolls back a catalog-only step: retried with backoff."""
-        parent, index = qualified_name(parent_schema, parent_index), qualified_name(schema, child)
+        timeout or deadlock rolls back a catalog-only step: retried with backoff. ``valid``
+        (whether ``child`` is valid) is for the dry run's plan; the run asks the catalog."""
+        parent = qualified_name(part.parent_schema, parent_index)
+        index = qualified_name(part.schema, child)
         attach = f"ALTER INDEX {parent} ATTACH PARTITION {index}"
         retries = int(self.config["BUILD_LOCK_RETRIES"])
         attempt = 0
@@ -355,7 +380,7 @@ class _PartitionedBuild:
                     rows = self._fetch(_CASCADE_SQL, [parent, index])
                     ancestors = rows[0][0] if rows else []
                     if ancestors:
-                        only = ", ".join(f"ONLY {a}" for a in ancestors)
+                        only = ", ".join(f"ONLY {qualified_name(*a)}" for a in ancestors)
                         self._execute(f"LOCK TABLE {only} IN ACCESS EXCLUSIVE MODE")
                     self._execute(attach)
                 return
@@ -395,46 +420,16 @@ def remove_index(schema_editor: Any, model: Any, index: Any) -> None:
     from .buildcontrol import table_schema
 
     table = model._meta.db_table
-    if schema_editor.collect_sql or not is_partitioned(schema_editor.connection, table):
+    if schema_editor.collect_sql:
+        from .partitionplan import collect_remove_index
+
+        collect_remove_index(schema_editor, model, index)
+        return
+    if not is_partitioned(schema_editor.connection, table):
         schema_editor.remove_index(model, index, concurrently=True)
         return
     drop_partitioned_index(schema_editor, str(table_schema(schema_editor.connection, table)),
                            index.name)  # fmt: skip
-
-
-def partitioned_index_sql(schema_editor: Any, model: Any, index: Any, schema: str) -> list[str]:
-    """The statements :func:`build_partitioned_index` would run now, for ``--dry-run``.
-
-    Each is safe to paste into ``psql`` in order (``IF NOT EXISTS``, and ``ATTACH`` of an
-    index already attached to that parent is a no-op). Adoption of a valid index of another
-    name is what the real run adds; here such a partition gets its own index.
-    """
-    build = _PartitionedBuild(schema_editor, model, index, schema, None)
-    table, parent_index = table_name(model._meta.db_table), index.name
-
-    def create(on_schema: str, on_table: str, name: str, concurrently: bool, only: bool) -> str:
-        sql = index_sql(schema_editor, model, index, schema=on_schema, table=on_table,
-                        name=name, concurrently=concurrently, only=only)  # fmt: skip
-        return re.sub(_CREATE_PREFIX, r"\1IF NOT EXISTS ", sql, count=1)
-
-    statements = [create(schema, table, parent_index, False, True)]
-    names = {(schema, table): parent_index}
-    for part in partition_tree(build.connection, schema, table):
-        parent_name = names[(part.parent_schema, part.parent)]
-        child = child_index_name(parent_index, part.name)
-        names[(part.schema, part.name)] = child
-        if part.leaf:
-            own = build._index_of(part.schema, child)
-            if own is not None and not own[0]:
-                statements.append(
-                    f"DROP INDEX CONCURRENTLY IF EXISTS {qualified_name(part.schema, child)}"
-                )
-        statements.append(create(part.schema, part.name, child, part.leaf, not part.leaf))
-        statements.append(
-            f"ALTER INDEX {qualified_name(part.parent_schema, parent_name)} "
-            f"ATTACH PARTITION {qualified_name(part.schema, child)}"
-        )
-    return statements
 
 
 def drop_partitioned_index(schema_editor: Any, schema: str, name: str) -> None:

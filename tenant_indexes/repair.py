@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 from django.apps import apps
 from django.db import DatabaseError, connections
 
-from . import partitions
+from . import partitionplan, partitions
 from .build import build_index_concurrently, build_settings, create_index_sql, drop_index_sql
 from .buildcontrol import BUILD_LOCK_NAMESPACE, lock_holder
 from .compare import index_reports
@@ -170,9 +170,11 @@ def action_for(report: IndexReport, scoped: bool = False, exists: bool = True) -
             f"SET {name} = {editor.quote_value(value)}" for name, value in session.items()
         ]
         if partitions.is_partitioned(connection, report.table, report.schema):
-            # Never CONCURRENTLY on the parent (PostgreSQL refuses it): ON ONLY, then each
-            # partition concurrently, attached.
-            statements.extend(partitions.partitioned_index_sql(editor, model, index, report.schema))
+            # Never CONCURRENTLY on the parent (PostgreSQL refuses it): the build's own plan,
+            # ON ONLY, then each partition not yet attached concurrently (or adopted), attached.
+            statements.extend(
+                partitionplan.partitioned_index_sql(editor, model, index, report.schema)
+            )
         else:
             if report.status == IndexState.INVALID:
                 statements.append(drop_index_sql(report.schema, report.name))

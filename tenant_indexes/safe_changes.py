@@ -18,7 +18,8 @@ without the index it had until its replacement is built and valid:
   once another valid index leads with the tenant column.
 
 On other backends they run Django's plain statements, so one migration serves every
-backend. ``sqlmigrate`` prints the statements and queries nothing.
+backend. ``sqlmigrate`` prints the statements; it looks up the table's ``relkind`` and, on
+a partitioned table, prints the partitioned build, swap and bounded drop the run does.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from django.db import NotSupportedError, OperationalError, transaction
 from django.db.migrations.operations import AddConstraint, AlterField
 from django.db.migrations.operations.base import Operation
 
-from . import buildcontrol, partitions
+from . import buildcontrol, partitionplan, partitions
 from .build import (
     _is_lock_timeout,
     build_index_concurrently,
@@ -196,9 +197,40 @@ def replace_index_concurrently(schema_editor: Any, model: Any, old: Any, new: An
     _drop_concurrently(schema_editor, schema, retired, part)
 
 
+def _collect_partitioned_replace(
+    schema_editor: Any, model: Any, old: Any, new: Any, schema: str
+) -> None:
+    """What :func:`replace_index_concurrently` runs on a partitioned table, for ``sqlmigrate``:
+    the partitioned build, the swap in a lock-bounded transaction, one bounded drop."""
+    if new.name != old.name:
+        partitionplan.collect_build(schema_editor, model, new, schema)
+        drop = partitionplan.bounded_drop_sql(schema_editor, schema, old.name)
+        partitionplan.collect(schema_editor, drop)
+        return
+    staged = _renamed(new, temporary_name(new.name, "ti_new"))
+    retired = temporary_name(old.name, "ti_old")
+    partitionplan.collect_build(schema_editor, model, staged, schema)
+    timeout = schema_editor.quote_value(str(get_config()["BUILD_LOCK_TIMEOUT"]))
+    swap = [
+        "BEGIN",
+        f"SET LOCAL lock_timeout = {timeout}",
+        f"ALTER INDEX {qualified_name(schema, new.name)} RENAME TO {quote_identifier(retired)}",
+        f"ALTER INDEX {qualified_name(schema, staged.name)} RENAME TO {quote_identifier(new.name)}",
+        "COMMIT",
+    ]
+    partitionplan.collect(schema_editor, swap)
+    partitionplan.collect(
+        schema_editor, partitionplan.bounded_drop_sql(schema_editor, schema, retired)
+    )
+
+
 def _collect_replace_sql(schema_editor: Any, model: Any, old: Any, new: Any) -> None:
     """What :func:`replace_index_concurrently` runs, for ``sqlmigrate``."""
-    schema = None  # the search_path; sqlmigrate queries nothing
+    partitioned = partitionplan.partitioned_schema(schema_editor, model)
+    if partitioned is not None:
+        _collect_partitioned_replace(schema_editor, model, old, new, partitioned)
+        return
+    schema = None  # the search_path
     if new.name != old.name:
         schema_editor.add_index(model, new, concurrently=True)
         schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {quote_identifier(old.name)}")

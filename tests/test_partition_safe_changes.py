@@ -14,6 +14,7 @@ from django.db.migrations.state import ModelState, ProjectState
 
 from tenant_indexes.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from tenant_indexes.safe_changes import ChangeIndexConcurrently
+from tests.support import dbapi
 from tests.test_partitions import INDEX, TABLE, _create, _drop, _model, _run, _Writer
 
 OTHER = "ti_part_events_status"
@@ -165,3 +166,120 @@ def test_partition_safe_changes__change_resumes_after_a_run_stopped_before_the_s
         assert "(tenant_id, status)" in _parent_indexes()[INDEX][0]
     finally:
         _drop()
+
+
+def _sqlmigrate(operation, model, before: list[models.Index]) -> list[str]:
+    """What ``sqlmigrate`` prints for ``operation`` (its schema editor, ``collect_sql``)."""
+    from_state = _state(model, before)
+    to_state = from_state.clone()
+    operation.state_forwards("testapp", to_state)
+    with connection.schema_editor(collect_sql=True, atomic=False) as editor:
+        operation.database_forwards("testapp", editor, from_state, to_state)
+    return list(editor.collected_sql)
+
+
+def _run_as_psql(statements: list[str]) -> None:
+    """One by one through a raw autocommit session: each must be accepted."""
+    with dbapi.connect_like(connection.settings_dict) as psql:
+        for statement in statements:
+            psql.execute(statement)
+
+
+def _refused_on_a_partitioned_table(statements: list[str]) -> list[str]:
+    """Statements PostgreSQL refuses on this partitioned table or its partitioned indexes."""
+    return [
+        s
+        for s in statements
+        if (s.startswith("CREATE") and "CONCURRENTLY" in s and f'"{TABLE}" ' in s)
+        or s.startswith("DROP INDEX CONCURRENTLY")
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sqlmigrate__add_index_concurrently_on_a_partitioned_table_prints_the_partition_build() -> (
+    None
+):
+    try:
+        _create("range")  # with a hash sub-partition
+        model = _model()
+        tenant = models.Index(fields=["tenant_id"], name=INDEX)
+        printed = _sqlmigrate(AddIndexConcurrently("Event", tenant), model, [])
+        assert _refused_on_a_partitioned_table(printed) == []
+        assert printed[0].startswith("SET lock_timeout = ") and printed[-1] == "RESET lock_timeout;"
+        assert f'ON ONLY "public"."{TABLE}"' in printed[1]
+        assert sum(" ATTACH PARTITION " in s for s in printed) == 5  # 4 leaves, 1 sub-partition
+        assert _parent_indexes() == {}  # printed, not run
+        _run_as_psql(printed)
+        assert _parent_indexes()[INDEX][1] is True
+        _assert_served()
+    finally:
+        _drop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sqlmigrate__remove_index_concurrently_on_a_partitioned_table_prints_a_bounded_drop() -> (
+    None
+):
+    try:
+        _create("hash")
+        model = _model()
+        tenant = models.Index(fields=["tenant_id"], name=INDEX)
+        status = models.Index(fields=["status"], name=OTHER)
+        indexes = _apply(AddIndexConcurrently("Event", tenant), model, [])
+        indexes = _apply(AddIndexConcurrently("Event", status), model, indexes)
+        printed = _sqlmigrate(RemoveIndexConcurrently("Event", OTHER), model, indexes)
+        assert _refused_on_a_partitioned_table(printed) == []
+        assert printed == [
+            "BEGIN;",
+            "SET LOCAL lock_timeout = '5s';",
+            f'DROP INDEX IF EXISTS "public"."{OTHER}";',
+            "COMMIT;",
+        ]
+        assert OTHER in _parent_indexes()  # printed, not run
+        _run_as_psql(printed)
+        assert set(_parent_indexes()) == {INDEX}
+        _assert_served()
+        left = _run(
+            "SELECT count(*) FROM pg_indexes WHERE tablename LIKE %s AND indexdef LIKE %s",
+            [f"{TABLE}%", "%(status)%"],
+        )
+        assert left == [(0,)]  # every partition's copy went with it
+    finally:
+        _drop()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("new_name", [INDEX, f"{INDEX}_wide"])
+def test_sqlmigrate__change_index_concurrently_on_a_partitioned_table_prints_build_swap_drop(
+    new_name: str,
+) -> None:
+    try:
+        _create("hash")
+        model = _model()
+        tenant = models.Index(fields=["tenant_id"], name=INDEX)
+        indexes = _apply(AddIndexConcurrently("Event", tenant), model, [])
+        wider = models.Index(fields=["tenant_id", "status"], name=new_name)
+        printed = _sqlmigrate(ChangeIndexConcurrently("Event", tenant, wider), model, indexes)
+        assert _refused_on_a_partitioned_table(printed) == []
+        assert sum(s.startswith("CREATE INDEX CONCURRENTLY") for s in printed) == 4
+        assert printed[-2].startswith("DROP INDEX IF EXISTS ")
+        assert printed[-3].startswith("SET LOCAL lock_timeout")
+        assert set(_parent_indexes()) == {INDEX}  # printed, not run
+        _run_as_psql(printed)
+        assert set(_parent_indexes()) == {new_name}
+        definition, valid = _parent_indexes()[new_name]
+        assert valid and "(tenant_id, status)" in definition
+        _assert_served()
+    finally:
+        _drop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sqlmigrate__add_index_concurrently_before_the_table_exists_says_so_in_a_comment() -> None:
+    model = _model()  # its table is not there
+    tenant = models.Index(fields=["tenant_id"], name=INDEX)
+    printed = _sqlmigrate(AddIndexConcurrently("Event", tenant), model, [])
+    assert len(printed) == 2
+    assert printed[0].startswith(f"-- tenant_indexes: table {TABLE} does not exist yet")
+    assert "\n" not in printed[0]
+    assert printed[1].startswith(f'CREATE INDEX CONCURRENTLY "{INDEX}" ON "{TABLE}"')

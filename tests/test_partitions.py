@@ -13,7 +13,7 @@ import pytest
 from django.db import connection, models
 from django.test.utils import isolate_apps
 
-from tenant_indexes import partitions
+from tenant_indexes import partitionplan, partitions
 from tenant_indexes.build import BuildOutcome, build_index_concurrently
 from tenant_indexes.catalog import catalog_snapshot
 from tenant_indexes.compare import find_problems
@@ -431,7 +431,7 @@ def test_partitions__dry_run_sql_is_accepted_by_postgresql_and_finishes_a_killed
         index = models.Index(fields=["tenant_id"], name=INDEX)
         _run(f"CREATE INDEX {INDEX} ON ONLY {TABLE} (tenant_id)")  # a run killed early
         with connection.schema_editor(atomic=False) as editor:
-            statements = partitions.partitioned_index_sql(editor, model, index, "public")
+            statements = partitionplan.partitioned_index_sql(editor, model, index, "public")
         assert not any("CONCURRENTLY" in s and f'"{TABLE}" ' in s for s in statements)
         assert statements[0].startswith("CREATE INDEX IF NOT EXISTS")
         with _raw() as psql:
