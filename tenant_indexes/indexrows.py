@@ -9,11 +9,18 @@ Identifiers are quoted by the server's own ``quote_ident``; values go through pa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from sys import intern as _intern_str
 from typing import Any
+
+#: What identifies one key of an index (see :attr:`CatalogIndex.keys`): the column's
+#: ``attnum`` (0 for an expression), the column name or the expression's text, the collation
+#: and operator class oids, the operator class's options and the DESC / NULLS FIRST bits.
+KeyIdentity = tuple[int, str, int, int, "str | None", int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +34,10 @@ class CatalogIndex:
         columns: key columns in order; ``None`` for an expression.
         descending: one flag per key column, ``True`` for ``DESC``.
         include: ``INCLUDE`` columns.
-        keys: one text per key: the column or expression as the server writes it
-            (``pg_get_indexdef(oid, k, true)``) with its collation, operator class, options
-            and order, so two keys are interchangeable exactly when their texts are equal.
+        keys: what identifies each key (:data:`KeyIdentity`): the column, or the
+            expression as the server writes it (``pg_get_indexdef(oid, k, true)``), with its
+            collation, operator class, options and order; two keys of one table are
+            interchangeable exactly when their identities are equal.
         expressions: the expressions as SQL (``pg_get_expr``), ``None`` without any.
         predicate: the partial-index predicate as SQL, ``None`` without one.
         unique: ``indisunique``.
@@ -62,7 +70,7 @@ class CatalogIndex:
     columns: tuple[str | None, ...]
     descending: tuple[bool, ...]
     include: tuple[str, ...]
-    keys: tuple[str, ...]
+    keys: tuple[KeyIdentity | None, ...]
     expressions: str | None
     predicate: str | None
     unique: bool
@@ -117,13 +125,20 @@ REQUESTED_TABLES_SQL = """
      WHERE c.relkind IN ('r', 'p')
 """
 
-# indkey is an int2vector: unnest WITH ORDINALITY keeps its order whatever its lower bound.
-# attnum 0 marks an expression, so the LEFT JOIN yields NULL there; the list is split into
-# key and INCLUDE columns by indnkeyatts in Python: one sub-select per index, not two.
-# indoption bit 0 is DESC, bit 1 NULLS FIRST; indclass, indcollation and indoption are
-# zero-based vectors. The progress view only shows other roles' builds to members of
-# pg_read_all_stats. The counters are the functions behind pg_stat_all_indexes, called
-# directly: joining the view re-joins pg_class, pg_index and pg_namespace for every index.
+# Each key is read as the pieces that identify it: the column (attnum in indkey, 0 marks an
+# expression, whose text pg_get_indexdef gives), the collation and operator class (oids,
+# indcollation and indclass) and the DESC / NULLS FIRST bits (indoption bits 0 and 1); the
+# vectors are read in their own text form ("1 2"), the cheapest to write and to parse. An
+# operator class's options (opclass parameters, such as a GiST signature length) are on the
+# index's attributes; no btree operator class takes any, so btree indexes skip the lookup.
+# Composing names per key on the server (a join to pg_opclass, a cast to regcollation per
+# key) took longer than the whole raw read of the same indexes at 10,000 schemas.
+# The key and INCLUDE columns are told apart by indnkeyatts in Python. The column names are
+# one sub-select per index (COLUMN_NAMES_SQL), or, for the snapshot, which reads every
+# column of the tables anyway, looked up in Python (index_from_row's attribute_names).
+# The progress view only shows other roles' builds to members of pg_read_all_stats. The
+# counters are the functions behind pg_stat_all_indexes, called directly: joining the view
+# re-joins pg_class, pg_index and pg_namespace for every index.
 _INDEX_ROWS_SQL = """
     WITH building AS (
         SELECT DISTINCT ON (index_relid) index_relid, pid
@@ -132,27 +147,21 @@ _INDEX_ROWS_SQL = """
          ORDER BY index_relid, pid
     ){extra_ctes}
     SELECT n.nspname, t.relname, i.relname,
-           array(SELECT (SELECT a.attname::text FROM pg_attribute a
-                          WHERE a.attrelid = ix.indrelid AND a.attnum = k.attnum
-                            AND k.attnum <> 0)
-                   FROM unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
-                  ORDER BY k.n),
+           {columns},
+           ix.indkey::text,
            ix.indnkeyatts,
-           ix.indoption::int2[],
-           array(SELECT pg_get_indexdef(ix.indexrelid, k.n, true)
-                        || coalesce(' COLLATE '
-                                    || nullif(ix.indcollation[k.n - 1], 0)::regcollation::text,
-                                    '')
-                        || ' ' || opc.opcnamespace::regnamespace::text || '.'
-                        || quote_ident(opc.opcname)
-                        || coalesce('(' || array_to_string(a.attoptions, ', ') || ')', '')
-                        || CASE WHEN ix.indoption[k.n - 1] & 1 = 1 THEN ' DESC' ELSE '' END
-                        || CASE WHEN ix.indoption[k.n - 1] & 2 = 2 THEN ' NULLS FIRST'
-                                ELSE ' NULLS LAST' END
-                   FROM generate_series(1, ix.indnkeyatts::int) AS k(n)
-                   JOIN pg_opclass opc ON opc.oid = ix.indclass[k.n - 1]
-                   LEFT JOIN pg_attribute a ON a.attrelid = ix.indexrelid AND a.attnum = k.n
-                  ORDER BY k.n),
+           ix.indoption::text,
+           CASE WHEN 0 = ANY(ix.indkey::int2[])
+                THEN array(SELECT CASE WHEN ix.indkey[k.n - 1] = 0
+                                       THEN pg_get_indexdef(ix.indexrelid, k.n, true) END
+                             FROM generate_series(1, ix.indnkeyatts::int) AS k(n)
+                            ORDER BY k.n) END,
+           ix.indclass::text,
+           ix.indcollation::text,
+           CASE WHEN am.amname <> 'btree'
+                THEN (SELECT json_object_agg(a.attnum, array_to_string(a.attoptions, ', '))
+                        FROM pg_attribute a
+                       WHERE a.attrelid = ix.indexrelid AND a.attoptions IS NOT NULL)::text END,
            pg_get_expr(ix.indexprs, ix.indrelid),
            pg_get_expr(ix.indpred, ix.indrelid),
            ix.indisunique, ix.indisprimary, con.conname::text, am.amname::text,
@@ -187,6 +196,14 @@ _INDEX_ROWS_SQL = """
      ORDER BY n.nspname, t.relname, i.relname
 """
 
+# The names of the key and INCLUDE columns, in order (NULL for an expression): unnest WITH
+# ORDINALITY keeps the vector's order whatever its lower bound.
+COLUMN_NAMES_SQL = """array(SELECT (SELECT a.attname::text FROM pg_attribute a
+                          WHERE a.attrelid = ix.indrelid AND a.attnum = k.attnum
+                            AND k.attnum <> 0)
+                   FROM unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+                  ORDER BY k.n)"""
+
 #: The ``WHERE`` of :func:`index_rows_sql` for "every index of the requested tables"
 #: (parameters: the two arrays of :data:`REQUESTED_TABLES_SQL`).
 INDEXES_OF_REQUESTED_TABLES = "ix.indrelid IN (SELECT oid FROM requested)"
@@ -194,7 +211,11 @@ _REQUESTED_CTE = f",\n    requested AS ({REQUESTED_TABLES_SQL})"
 
 
 def index_rows_sql(
-    where: str, *, extra_columns: Sequence[str] = (), requested: bool = False
+    where: str,
+    *,
+    extra_columns: Sequence[str] = (),
+    requested: bool = False,
+    column_names: bool = True,
 ) -> str:
     """The one statement that reads indexes; :func:`index_from_row` reads its rows.
 
@@ -205,16 +226,21 @@ def index_rows_sql(
             values go into the fields named by ``index_from_row(row, extra_fields)``.
         requested: add the ``requested`` CTE of :data:`REQUESTED_TABLES_SQL` (its two
             parameters come first).
+        column_names: read the column names on the server; ``False`` leaves them to
+            ``index_from_row(row, attribute_names=...)``, for a caller that has read the
+            tables' columns already.
     """
     return _INDEX_ROWS_SQL.format(
+        columns=COLUMN_NAMES_SQL if column_names else "NULL::text[]",
         extra_ctes=_REQUESTED_CTE if requested else "",
         extra_columns="".join(f",\n           {column}" for column in extra_columns),
         where=where,
     )
 
 
-_INDOPTION_DESC = 1  # pg_index.indoption bit: the key column sorts descending
-_COMMON_COLUMNS = 22  # the columns every index_rows_sql() row starts with
+_INDOPTION_DESC = 1  # pg_index.indoption bits: the key sorts descending,
+_INDOPTION_NULLS_FIRST = 2  # its NULLs come first
+_COMMON_COLUMNS = 26  # the columns every index_rows_sql() row starts with
 
 
 def intern(text: str | None) -> str | None:
@@ -223,10 +249,67 @@ def intern(text: str | None) -> str | None:
     return None if text is None else _intern_str(text)
 
 
+@lru_cache(maxsize=4096)
+def _vector(text: str | None) -> tuple[int, ...]:
+    """An ``int2vector`` / ``oidvector`` in its text form (``"1 2"``) as numbers; the few
+    distinct ones of a database are parsed once."""
+    return tuple(int(value) for value in text.split()) if text else ()
+
+
+def _keys(
+    attnums: tuple[int, ...],
+    columns: Sequence[str | None],
+    expressions: Sequence[str | None] | None,
+    classes: tuple[int, ...],
+    collations: tuple[int, ...],
+    options: dict[str, str],
+    flags: tuple[int, ...],
+) -> tuple[KeyIdentity | None, ...]:
+    keys: list[KeyIdentity | None] = []
+    for k, column in enumerate(columns):
+        what = column if column is not None else (expressions[k] if expressions else None)
+        if what is None:  # an index that a concurrent build or drop is changing
+            keys.append(None)
+            continue
+        order = flags[k] & (_INDOPTION_DESC | _INDOPTION_NULLS_FIRST)
+        attnum = attnums[k] if k < len(attnums) else 0
+        keys.append((attnum, what, collations[k], classes[k], options.get(str(k + 1)), order))
+    return tuple(keys)
+
+
+_SHAPE = object()  # marks the shapes among the shared tuples of index_from_row
+
+
+def _shape(shape: tuple[Any, ...], by_position: bool) -> tuple[Any, ...]:
+    """The columns, DESC flags, INCLUDE columns and key identities of an index shape."""
+    _, names, attnum_text, key_count, flag_text, expressions, classes, collations, options = shape
+    numbers = _vector(attnum_text)
+    if by_position:
+        names = names or ()
+        names = [names[n - 1] if 0 < n <= len(names) else None for n in numbers]
+    flags = _vector(flag_text)
+    columns = tuple([intern(c) for c in names[:key_count]])
+    return (
+        columns,
+        tuple([bool(flag & _INDOPTION_DESC) for flag in flags[:key_count]]),
+        tuple([intern(c) for c in names[key_count:]]),
+        _keys(
+            numbers,
+            columns,
+            expressions,
+            _vector(classes),
+            _vector(collations),
+            json.loads(options) if options else {},
+            flags,
+        ),
+    )
+
+
 def index_from_row(
     row: Sequence[Any],
     extra_fields: Sequence[str] = (),
     shared: dict[tuple[Any, ...], tuple[Any, ...]] | None = None,
+    attribute_names: Sequence[str | None] | None = None,
 ) -> CatalogIndex:
     """One row of :func:`index_rows_sql` as a :class:`CatalogIndex`.
 
@@ -234,28 +317,42 @@ def index_from_row(
         row: the row.
         extra_fields: the fields (``exact_size_bytes``, ``last_idx_scan``) that the
             statement's ``extra_columns`` fill, in the same order.
-        shared: where the rows of one read keep their column, order and key tuples, so
-            that equal ones are one tuple (every schema copy of a table repeats them).
+        shared: where the rows of one read keep what their shapes (columns, order, keys)
+            come to, so that each is worked out once and equal ones are one tuple (every
+            schema copy of a table repeats them).
+        attribute_names: for a statement read with ``column_names=False``, the table's
+            column names by position (``attnum - 1``; ``None`` for a dropped column).
     """
-    (schema, table, name, all_columns, key_count, options, keys, expressions, predicate,
-     unique, primary, constraint, method, valid, ready, live, definition, size_bytes,
-     idx_scan, idx_tup_read, idx_tup_fetch, building_pid) = row[:_COMMON_COLUMNS]  # fmt: skip
+    (schema, table, name, all_columns, attnum_text, key_count, flag_text, key_expressions,
+     class_text, collation_text, option_text, expressions, predicate, unique, primary,
+     constraint, method, valid, ready, live, definition, size_bytes, idx_scan, idx_tup_read,
+     idx_tup_fetch, building_pid) = row[:_COMMON_COLUMNS]  # fmt: skip
     extras = dict(zip(extra_fields, row[_COMMON_COLUMNS:], strict=True)) if extra_fields else {}
     shared = {} if shared is None else shared
-    # Every index of a table repeats its schema and table name, every schema copy of a table
-    # its index and column names and key texts: one string each instead of one per row.
-    columns = tuple(intern(c) for c in all_columns[:key_count])
-    descending = tuple([bool(option & _INDOPTION_DESC) for option in options[:key_count]])
-    include = tuple([intern(c) for c in all_columns[key_count:]])
-    key_texts = tuple([intern(k) for k in keys])
+    # Every schema copy of a table repeats its indexes' shapes: each is worked out once.
+    shape = (
+        _SHAPE,
+        attribute_names if all_columns is None else tuple(all_columns),
+        attnum_text,
+        key_count,
+        flag_text,
+        None if key_expressions is None else tuple(key_expressions),
+        class_text,
+        collation_text,
+        option_text,
+    )
+    known = shared.get(shape)
+    if known is None:
+        known = shared[shape] = _shape(shape, all_columns is None)
+    columns, descending, include, keys = known
     return CatalogIndex(
         _intern_str(schema),
         _intern_str(table),
         _intern_str(name),
-        shared.setdefault(columns, columns),
-        shared.setdefault(descending, descending),
-        shared.setdefault(include, include),
-        shared.setdefault(key_texts, key_texts),
+        columns,
+        descending,
+        include,
+        keys,
         expressions,
         predicate,
         unique,
