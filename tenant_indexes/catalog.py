@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from .indexrows import (
     CatalogIndex,
     index_from_row,
     index_rows_sql,
+    intern,
     requested_arrays,
 )
 from .partitionleaves import LEAVES_COLUMN_SQL, PartitionLeaf, parse_leaves
@@ -45,7 +46,8 @@ class CatalogTable:
         estimated_rows: ``pg_class.reltuples`` (``-1`` or ``0`` before the first ANALYZE).
         size_bytes: ``relpages * block_size`` (lock-free estimate, see :class:`CatalogIndex`).
         seq_scan: sequential scans (``pg_stat_user_tables``).
-        idx_scan: index scans on the table.
+        idx_scan: index scans on the table: those of its indexes added up (for a
+            partitioned table, of its partitions' indexes).
         n_live_tup: live rows according to the statistics collector.
         column_types: ``(column, type)`` of every column, the type as ``format_type()``
             writes it without its modifier (``character varying``, ``uuid``, ``bigint``).
@@ -146,19 +148,18 @@ _SNAPSHOT_SETTINGS_SQL = """
                   WHERE to_regnamespace(quote_ident(s)) IS NULL ORDER BY s)
 """
 
-# seq_scan, idx_scan and n_live_tup as pg_stat_user_tables has them, from the functions
-# behind it, called for the requested tables only: joined, the view is aggregated over
-# every table and index of the database (it groups by table), whatever was requested.
+# seq_scan and n_live_tup as pg_stat_user_tables has them, from the functions behind it,
+# called for the requested tables only: joined, the view is aggregated over every table and
+# index of the database (it groups by table), whatever was requested. Its idx_scan is the
+# sum over the table's indexes, which the indexes statement reads anyway: added up in Python.
 _USER_SCHEMA = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'"
 _SNAPSHOT_TABLES_SQL = f"""
     WITH requested AS ({REQUESTED_TABLES_SQL})
     SELECT c.oid, n.nspname, c.relname, r.schema, c.reltuples::float8,
            c.relpages::bigint * current_setting('block_size')::bigint,
            CASE WHEN {_USER_SCHEMA} THEN pg_stat_get_numscans(c.oid) END,
-           CASE WHEN {_USER_SCHEMA} THEN (SELECT sum(pg_stat_get_numscans(x.indexrelid))::bigint
-                                            FROM pg_index x WHERE x.indrelid = c.oid) END,
            CASE WHEN {_USER_SCHEMA} THEN pg_stat_get_live_tuples(c.oid) END,
-           (SELECT json_agg(json_build_array(a.attname, format_type(a.atttypid, NULL))
+           (SELECT json_agg(json_build_array(a.attnum, a.attname, format_type(a.atttypid, NULL))
                             ORDER BY a.attnum)::text
               FROM pg_attribute a
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -179,28 +180,78 @@ PARTITION_COUNT_COLUMNS = (
 )
 PARTITION_COUNT_FIELDS = ("partitions_total", "partitions_attached")
 # The indexes of the tables the tables statement found, by oid: the names are resolved once.
+# Their column names come from the tables statement's columns (see index_from_row).
 _SNAPSHOT_INDEXES_SQL = index_rows_sql(
-    "ix.indrelid = ANY(%s::oid[])", extra_columns=PARTITION_COUNT_COLUMNS
+    "ix.indrelid = ANY(%s::oid[])", extra_columns=PARTITION_COUNT_COLUMNS, column_names=False
 )
 
 
-def _table_from_row(row: Sequence[Any]) -> CatalogTable:
-    """A row of the tables statement: the table's oid, the fields in order, then the column
-    types (JSON) and the partition leaves (``LEAVES_COLUMN_SQL``)."""
-    pairs = tuple((name, kind) for name, kind in json.loads(row[-2] or "[]"))
-    schema, name, requested_schema, rows, size, seq_scan, idx_scan, live_tuples = row[1:-2]
-    return CatalogTable(
-        schema,
-        name,
-        requested_schema,
-        rows,
-        size,
-        seq_scan,
-        idx_scan,
-        live_tuples,
-        partition_leaves=parse_leaves(row[-1]),
-        column_types=pairs,
-    )
+_COLUMNS = object()  # marks the column lists among the snapshot's shared tuples
+
+
+def _columns(text: str | None) -> tuple[Any, ...]:
+    """``(column, type)`` pairs and names by position of a JSON ``[attnum, name, type]`` list."""
+    columns = json.loads(text or "[]")
+    names: list[str | None] = [None] * (columns[-1][0] if columns else 0)
+    for attnum, name, _ in columns:
+        names[attnum - 1] = intern(name)
+    return tuple([(intern(name), kind) for _, name, kind in columns]), tuple(names)
+
+
+class _TableRow:
+    """A row of the tables statement, read: the table is made once its indexes are read,
+    since its ``idx_scan`` is theirs added up."""
+
+    __slots__ = ("column_types", "fields", "leaves", "names", "oid")
+
+    def __init__(self, row: Sequence[Any], shared: dict[tuple[Any, ...], tuple[Any, ...]]):
+        # The table's oid, the fields in order, then the columns (JSON ``[attnum, name,
+        # type]``) and the partition leaves (``LEAVES_COLUMN_SQL``).
+        self.oid = row[0]
+        self.fields = tuple(row[1:-2])
+        self.leaves = row[-1]
+        # Every schema copy of a table has the same columns: read once per distinct text.
+        key = (_COLUMNS, row[-2])
+        known = shared.get(key)
+        if known is None:
+            known = shared[key] = _columns(row[-2])
+        #: The columns and types, and the column names by position (``attnum - 1``,
+        #: ``None`` where a column was dropped), for the index rows.
+        self.column_types, self.names = known
+
+    def table(self, index_scans: int | None) -> CatalogTable:
+        schema, name, requested_schema, rows, size, seq_scan, live_tuples = self.fields
+        return CatalogTable(
+            schema,
+            name,
+            requested_schema,
+            rows,
+            size,
+            seq_scan,
+            None if seq_scan is None else index_scans,  # NULL outside user schemas
+            live_tuples,
+            partition_leaves=parse_leaves(self.leaves),
+            column_types=self.column_types,
+        )
+
+
+#: Rows per fetch of the snapshot's server-side cursors.
+ROWS_PER_FETCH = 5000
+
+
+def _rows_in_batches(connection: Any, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+    """The rows of one statement, fetched :data:`ROWS_PER_FETCH` at a time through a
+    server-side cursor (Django's ``chunked_cursor()``, a plain one where
+    ``DISABLE_SERVER_SIDE_CURSORS`` is set), and turned into objects as they come.
+
+    Read whole, the driver would keep the result of every index of thousands of schemas in
+    memory next to the objects made from it: more than the objects themselves. One
+    statement still; the fetches are its rows, a round trip per batch.
+    """
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while batch := cursor.fetchmany(ROWS_PER_FETCH):
+            yield from batch
 
 
 def catalog_snapshot(
@@ -261,21 +312,24 @@ def catalog_snapshot(
             _, _, server_version, server_version_num, current_schema, missing_schemas = (
                 cursor.fetchone()
             )
-            cursor.execute(_SNAPSHOT_TABLES_SQL, arrays)
-            # Rows are turned into objects as they are read (iterating the cursor, not
-            # fetchall()): the rows of thousands of tables never all exist next to them.
-            found: dict[int, None] = {}
-            tables_read = []
-            for row in cursor:
-                found[row[0]] = None
-                tables_read.append(_table_from_row(row))
-            live_tables = tuple(tables_read)
-            cursor.execute(_SNAPSHOT_INDEXES_SQL, [list(found)])
             shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-            live_indexes = tuple(
-                index_from_row(row, PARTITION_COUNT_FIELDS, shared) for row in cursor
-            )
-            del shared
+            # A table asked for on the search_path and by its schema is two rows.
+            table_rows = [
+                _TableRow(row, shared)
+                for row in _rows_in_batches(connection, _SNAPSHOT_TABLES_SQL, arrays)
+            ]
+            names = {(t.fields[0], t.fields[1]): t.names for t in table_rows}
+            oids = list(dict.fromkeys(t.oid for t in table_rows))
+            index_scans: dict[tuple[str, str], int] = {}
+            indexes_read = []
+            for row in _rows_in_batches(connection, _SNAPSHOT_INDEXES_SQL, [oids]):
+                key = (row[0], row[1])
+                ix = index_from_row(row, PARTITION_COUNT_FIELDS, shared, names.get(key))
+                indexes_read.append(ix)
+                index_scans[key] = index_scans.get(key, 0) + (ix.idx_scan or 0)
+            live_indexes = tuple(indexes_read)
+            live_tables = tuple(t.table(index_scans.get(t.fields[:2])) for t in table_rows)
+            del shared, table_rows, names, indexes_read
             normalised = normalise_definitions(
                 connection, definition_requests(definitions, live_tables, live_indexes)
             )

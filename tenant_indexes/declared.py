@@ -102,6 +102,13 @@ class TenantTable:
     all_index_names: tuple[str, ...] = field(default=())
     tenant_column_type: str | None = None
 
+    def in_schema(self, schema: str) -> TenantTable:
+        """This table as checked in ``schema``: ``dataclasses.replace(self, schema=schema)``,
+        without its call of ``__init__`` per field (a check makes one per table and schema)."""
+        copy = object.__new__(TenantTable)
+        copy.__dict__.update(self.__dict__, schema=schema)
+        return copy
+
     @property
     def has_tenant_leading_index(self) -> bool:
         """Whether a declared, non-partial index leads with the tenant column."""

@@ -11,7 +11,7 @@ others have" when more than half of the other copies have an index of that name.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -61,24 +61,29 @@ def drift_findings(tables: Sequence[TenantTable], snapshot: CatalogSnapshot) -> 
             copies[t.table].append(t.schema)
             declared[t.table].update(ix.name for ix in t.indexes)
     findings: list[Finding] = []
-    for table, schemas in copies.items():
-        if len(set(schemas)) < MIN_COPIES:
+    for table, found in copies.items():
+        schemas = list(dict.fromkeys(found))
+        if len(schemas) < MIN_COPIES:
             continue
-        held: dict[str, dict[str, CatalogIndex]] = {}
-        for schema in dict.fromkeys(schemas):
+        held: dict[str, tuple[CatalogIndex, ...]] = {}
+        for schema in schemas:
             live = snapshot.table(schema, table)
             assert live is not None
-            held[schema] = {ix.name: ix for ix in snapshot.indexes_of(live)}
-        names: dict[str, int] = defaultdict(int)
-        for indexes in held.values():
-            for name in indexes:
-                names[name] += 1
+            held[schema] = snapshot.indexes_of(live)
+        counts = Counter(ix.name for indexes in held.values() for ix in indexes)
         total = len(held)
-        for schema, indexes in held.items():
-            for name, count in sorted(names.items()):
-                if name in indexes or name in declared[table] or count * 2 <= total - 1:
+        # What most of the other copies have and no model declares: worked out once a table.
+        usual = [
+            (name, count)
+            for name, count in sorted(counts.items())
+            if name not in declared[table] and count * 2 > total - 1
+        ]
+        for schema, indexes in held.items() if usual else ():
+            have = {ix.name for ix in indexes}
+            for name, count in usual:
+                if name in have:
                     continue
-                model = next(ixs[name] for ixs in held.values() if name in ixs)
+                model = next(ix for ixs in held.values() for ix in ixs if ix.name == name)
                 findings.append(
                     Finding(
                         id=W_SCHEMA_DRIFT,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 from django.apps import apps
@@ -139,7 +138,7 @@ def tenant_tables_for(alias: str, app_labels: Sequence[str] | None = None) -> li
         return list(tables)
     # A table whose db_table names its schema is checked there only, once.
     qualified = [t for t in tables if t.schema is not None]
-    return [replace(t, schema=s) for s in schemas for t in tables if t.schema is None] + qualified
+    return [t.in_schema(s) for s in schemas for t in tables if t.schema is None] + qualified
 
 
 def default_databases(app_labels: Sequence[str] | None = None) -> list[str]:

@@ -19,7 +19,6 @@ usual. django-tenants is imported only when it is installed and in ``INSTALLED_A
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from django.apps import apps
@@ -105,11 +104,11 @@ def tenant_tables(alias: str, app_labels: Sequence[str] | None = None) -> list[T
         if table is None:
             continue
         if in_shared:
-            found.append(replace(table, schema=public))
+            found.append(table.in_schema(public))
         if in_tenant:
             if schemas is None:
                 schemas = tenant_schemas(alias)
-            found.extend(replace(table, schema=s) for s in schemas)
+            found.extend(table.in_schema(s) for s in schemas)
     # Schema by schema, as CHECK_SCHEMAS orders them.
     order = {public: -1, **{s: n for n, s in enumerate(schemas or ())}}
     found.sort(key=lambda t: order.get(t.schema or public, -1))
