@@ -7,7 +7,7 @@ Machine formats carry no colour; text is coloured through a Django ``Style`` (th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from django.core.management.color import no_style
@@ -98,23 +98,30 @@ def render_json(report: HealthReport) -> str:
 
     Compact on purpose: ``indent`` switches ``json`` to its pure-Python encoder, which takes
     longer than the whole catalog pass at thousands of indexes. Pipe to ``jq`` to read it.
-
-    The same text as ``json.dumps(report.as_dict())``, written one index and one finding at
-    a time, so the dictionaries of only one of them exist at once, never the whole tree.
+    The same text as ``json.dumps(report.as_dict())``; :func:`json_document_parts` gives it
+    in parts.
     """
+    return "".join(json_document_parts(report))
+
+
+#: Indexes or findings per part of :func:`json_document_parts`.
+JSON_PART_ITEMS = 1000
+
+
+def json_document_parts(report: HealthReport) -> Iterator[str]:
+    """:func:`render_json`'s text in parts, to be written as they come: the dictionaries of
+    at most :data:`JSON_PART_ITEMS` indexes or findings exist at once, and never the whole
+    text (tens of megabytes at thousands of schemas)."""
     dumps = json.dumps
-    parts = [
-        '{"status": ',
-        dumps(report.status),
-        ', "databases": ',
-        dumps([d.as_dict() for d in report.databases]),
-        ', "indexes": [',
-        ", ".join([dumps(ix.as_dict()) for ix in report.indexes]),
-        '], "findings": [',
-        ", ".join([dumps(f.as_dict()) for f in report.findings]),
-        "]}\n",
-    ]
-    return "".join(parts)
+    yield '{"status": ' + dumps(report.status)
+    yield ', "databases": ' + dumps([d.as_dict() for d in report.databases])
+    for key, items in (("indexes", report.indexes), ("findings", report.findings)):
+        yield f', "{key}": ['
+        for start in range(0, len(items), JSON_PART_ITEMS):
+            part = dumps([item.as_dict() for item in items[start : start + JSON_PART_ITEMS]])
+            yield (", " if start else "") + part[1:-1]
+        yield "]"
+    yield "}\n"
 
 
 _STATUS_CODE = {"ok": 0, "warning": 1, "error": 2, "unknown": 3}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Iterable
 from typing import Any, TypedDict
 
 from django.core.management.base import BaseCommand, CommandError
@@ -177,8 +178,9 @@ class ReportCommand(SignalExitMixin, ExitCodeArgumentsMixin, BaseCommand):
         """Make the one core call and return its report."""
         raise NotImplementedError
 
-    def render(self, report: Any, output: str) -> str:
-        """The report in ``output`` (one of :data:`OUTPUT_FORMATS`), ending with a newline."""
+    def render(self, report: Any, output: str) -> str | Iterable[str]:
+        """The report in ``output`` (one of :data:`OUTPUT_FORMATS`), ending with a newline:
+        one text, or its parts in order (written as they come)."""
         raise NotImplementedError
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -186,7 +188,9 @@ class ReportCommand(SignalExitMixin, ExitCodeArgumentsMixin, BaseCommand):
             report = self.collect(options)
         except TenantIndexesError as e:
             raise CommandError(str(e), returncode=2) from e
-        self.stdout.write(self.render(report, options["output"]), ending="")
+        rendered = self.render(report, options["output"])
+        for part in (rendered,) if isinstance(rendered, str) else rendered:
+            self.stdout.write(part, ending="")
         # One verdict everywhere: without --fail-level the command fails where the health
         # view, the django-health-check backend and the system check do.
         fail_level = options["fail_level"] or get_config()["HEALTH_FAIL_LEVEL"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from tenant_indexes.health import HealthReport, check_databases
-from tenant_indexes.render import render_json, render_prometheus, render_text
+from tenant_indexes.render import json_document_parts, render_prometheus, render_text
 
 from ._base import ReportCommand, targets
 
@@ -25,9 +26,9 @@ class Command(ReportCommand):
     def collect(self, options: dict[str, Any]) -> HealthReport:
         return check_databases(**targets(options))
 
-    def render(self, report: HealthReport, output: str) -> str:
+    def render(self, report: HealthReport, output: str) -> str | Iterable[str]:
         if output == "json":
-            return render_json(report)
+            return json_document_parts(report)
         if output == "prometheus":
             return render_prometheus(report)
         return render_text(report, self.style)
