@@ -37,7 +37,16 @@ def index_state(table: TenantTable, index: DeclaredIndex, snapshot: CatalogSnaps
     live_table = snapshot.table(table.schema, table.table)
     if live_table is None:
         return IndexState.MISSING
-    live = snapshot.index(live_table.schema, index.name)
+    return _state(index, live_table, snapshot.index(live_table.schema, index.name), snapshot)
+
+
+def _state(
+    index: DeclaredIndex,
+    live_table: CatalogTable,
+    live: CatalogIndex | None,
+    snapshot: CatalogSnapshot,
+) -> IndexState:
+    """:func:`index_state` once the live table and index are looked up."""
     if live is None:
         return IndexState.MISSING
     if live.building:
@@ -169,20 +178,22 @@ def index_reports(
 ) -> tuple[IndexReport, ...]:
     """One report per declared tenant index, in declaration order."""
     reports = []
+    alias = snapshot.alias
     for table in tables:
         live_table = snapshot.table(table.schema, table.table)
+        schema = live_table.schema if live_table else (table.schema or snapshot.current_schema)
         for index in table.indexes:
             live = snapshot.index(live_table.schema, index.name) if live_table else None
             reports.append(
                 IndexReport(
-                    database=snapshot.alias,
-                    schema=live_table.schema
-                    if live_table
-                    else (table.schema or snapshot.current_schema),
+                    database=alias,
+                    schema=schema,
                     table=table.table,
                     name=index.name,
                     columns=index.columns,
-                    status=index_state(table, index, snapshot),
+                    status=_state(index, live_table, live, snapshot)
+                    if live_table
+                    else IndexState.MISSING,
                     model=table.model,
                     app_label=table.app_label,
                     unique=index.unique,
@@ -305,8 +316,13 @@ def _index_finding(
     table: TenantTable, index: DeclaredIndex, live_table: CatalogTable, snapshot: CatalogSnapshot
 ) -> Finding | None:
     alias = snapshot.alias
-    qualified = qualified_name(live_table.schema, index.name)
     live = snapshot.index(live_table.schema, index.name)
+    differences: list[str] = []
+    if live is not None and live.valid and not live.building:
+        normalised = snapshot.normalised_definition(live.schema, live.name)
+        differences = definition_differences(index, live, live_table, normalised)
+        if not differences:
+            return None  # the common case, decided before any text is made
     common: FindingSubject = {
         "database": alias,
         "schema": live_table.schema,
@@ -345,12 +361,10 @@ def _index_finding(
             "(a failed or cancelled concurrent build); the planner ignores it"
             + (", yet every write still maintains it" if live.ready else ""),
             hint=f"Rebuild it: python manage.py repair_tenant_indexes --database {alias}, or "
-            f"DROP INDEX CONCURRENTLY {qualified}; then recreate it "
-            "(fix duplicate rows first if it is unique)",
+            f"DROP INDEX CONCURRENTLY {qualified_name(live_table.schema, index.name)}; then "
+            "recreate it (fix duplicate rows first if it is unique)",
             **common,
         )
-    normalised = snapshot.normalised_definition(live.schema, live.name)
-    differences = definition_differences(index, live, live_table, normalised)
     if differences:
         return Finding(
             id=E_DRIFT,

@@ -113,16 +113,23 @@ class CatalogIndex:
 
 
 # The requested tables, resolved the way the server would resolve the name: through the
-# search_path when no schema is given. Identifiers are quoted by quote_ident, never by us.
+# search_path when no schema is given (to_regclass, identifiers quoted by quote_ident, never
+# by us); with a schema, by name in that schema, joined: to_regclass per table took longer
+# than the rest of the tables statement at 80,000 tables.
 # Parameters: the schemas (NULL for the search_path) and the names, as two text arrays.
 REQUESTED_TABLES_SQL = """
-    SELECT DISTINCT ON (c.oid, r.schema) c.oid, r.schema
-      FROM unnest(%s::text[], %s::text[]) AS r(schema, name)
-      JOIN pg_class c
-        ON c.oid = to_regclass(
-               CASE WHEN r.schema IS NULL THEN quote_ident(r.name)
-                    ELSE quote_ident(r.schema) || '.' || quote_ident(r.name) END)
-     WHERE c.relkind IN ('r', 'p')
+    WITH asked AS (SELECT * FROM unnest(%s::text[], %s::text[]) AS r(schema, name))
+    SELECT DISTINCT ON (found.oid, found.schema) found.oid, found.schema
+      FROM (SELECT c.oid, r.schema, c.relkind
+              FROM asked r
+              JOIN pg_namespace n ON n.nspname = r.schema
+              JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.name
+            UNION ALL
+            SELECT c.oid, r.schema, c.relkind
+              FROM asked r
+              JOIN pg_class c ON c.oid = to_regclass(quote_ident(r.name))
+             WHERE r.schema IS NULL) found
+     WHERE found.relkind IN ('r', 'p')
 """
 
 # Each key is read as the pieces that identify it: the column (attnum in indkey, 0 marks an
