@@ -16,9 +16,13 @@ index has its declared name. Then, side by side in one process:
   ``connection.introspection.get_constraints()`` for every table (with a ``SET search_path``
   per schema, since it only sees tables on the search_path). It only reads.
 
-Prints the times (best of ``--repeat``), the ratios, the SQL statements each issued (the
-check's at one schema and at all), the peak Python memory (tracemalloc) and the peak RSS of
-a process that only runs the check once (a subprocess of this script, ``--rss-only``).
+Prints the times (best of ``--repeat`` rounds, each round running every side once, so a
+busy spell of a shared machine falls on all of them), the ratios, the SQL statements each
+issued (the check's at one schema and at all), the peak Python memory (tracemalloc) and the
+peak RSS of a process that only runs the check once (a subprocess of this script,
+``--rss-only``). "in SQL" is the time spent in ``execute()``: the check reads its rows
+through server-side cursors, so its rows arrive with the fetches after it, outside that
+figure.
 
     .venv-django5.2/bin/python benchmarks/bench_check_scale.py            # embedded PG 18
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/ti_bench \\
@@ -35,50 +39,55 @@ import tracemalloc
 
 import _common
 
-SQL_SECONDS: dict[str, float] = {}  # the time the best run of each measured function spent in SQL
 
+def timed_run(func) -> tuple[float, int, float]:
+    """One run of ``func``: wall time, statements issued and the time spent in them.
 
-def measure(func, repeat: int):
-    """Best wall time, statements issued and peak traced memory of ``func``.
-
-    Timed runs count statements with an execute wrapper (cheap, unbounded, unlike the debug
-    query log) and add up the time spent in them (``SQL_SECONDS`` of the best run, the rows
-    fetched excluded); peak memory comes from one more run under tracemalloc, which slows
-    Python down and so is kept out of the timings.
+    Statements are counted with an execute wrapper (cheap, unbounded, unlike the debug
+    query log); the time in SQL excludes the rows fetched after the statement returned.
     """
     from django.db import connection
 
-    statements: list[str] = []
-    in_sql = [0.0]
+    statements = 0
+    in_sql = 0.0
 
     def count(execute, sql, params, many, context):
-        statements.append(sql)
+        nonlocal statements, in_sql
+        statements += 1
         began = time.perf_counter()
         try:
             return execute(sql, params, many, context)
         finally:
-            in_sql[0] += time.perf_counter() - began
+            in_sql += time.perf_counter() - began
 
-    best = float("inf")
-    per_run = 0
-    result = None
     connection.ensure_connection()  # connecting is not what we measure
-    for _ in range(repeat):
-        statements.clear()
-        in_sql[0] = 0.0
-        with connection.execute_wrapper(count):
-            started = time.perf_counter()
-            result = func()
-            elapsed = time.perf_counter() - started
-        if elapsed < best:
-            SQL_SECONDS[func.__name__] = in_sql[0]
-        best = min(best, elapsed)
-        per_run = len(statements)
+    with connection.execute_wrapper(count):
+        started = time.perf_counter()
+        func()
+        elapsed = time.perf_counter() - started
+    return elapsed, statements, in_sql
+
+
+def peak_memory(func) -> int:
+    """Peak traced Python memory of one more run (tracemalloc slows Python down, so it is
+    kept out of the timings)."""
     tracemalloc.start()
     func()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return best, per_run, peak, result
+    return peak
+
+
+def best_of_alternating(funcs: dict, repeat: int) -> dict:
+    """The best run of each of ``funcs`` over ``repeat`` rounds, one run of each per round
+    (so that a slower or faster spell of a shared machine falls on both sides alike)."""
+    best: dict = {}
+    for _ in range(repeat):
+        for name, func in funcs.items():
+            run = timed_run(func)
+            if name not in best or run[0] < best[name][0]:
+                best[name] = run
+    return best
 
 
 RAW_SQL = """
@@ -226,13 +235,18 @@ def main() -> int:
 
     # Warm-up (imports, connection, plan caches), and the document for the summary line.
     report = _common.check_json({**config, "CHECK_SCHEMAS": schemas})
-    c_time, c_statements, c_peak, _ = measure(check, args.repeat)
-    _, small_statements, _, _ = measure(small_check, 1)
-    raw()
-    r_time, r_statements, r_peak, r_indexes = measure(raw, args.repeat)
+    r_indexes = raw()
     run_naive = naive_forced or len(schemas) <= NAIVE_UP_TO
+    sides = {"check": check, "raw": raw, **({"naive": naive} if run_naive else {})}
+    best = best_of_alternating(sides, args.repeat)
+    _, small_statements, _ = timed_run(small_check)
+    c_time, c_statements, c_sql = best["check"]
+    r_time, r_statements, r_sql = best["raw"]
+    c_peak, r_peak = peak_memory(check), peak_memory(raw)
     if run_naive:
-        n_time, n_statements, n_peak, n_constraints = measure(naive, args.repeat)
+        n_time, n_statements, n_sql = best["naive"]
+        n_peak = peak_memory(naive)
+        n_constraints = naive()
     rss_before, rss_after = check_rss(len(schemas))
 
     raw_ratio = c_time / r_time
@@ -247,13 +261,13 @@ def main() -> int:
         print(f"naive get_constraints: {n_constraints} constraints/indexes read")
     print()
     print(f"{'':24}{'time':>10}{'in SQL':>10}{'statements':>12}{'peak memory':>14}")
-    rows = [("check_tenant_indexes", "check", c_time, c_statements, c_peak)]
-    rows.append(("raw catalog query", "raw", r_time, r_statements, r_peak))
+    rows = [("check_tenant_indexes", c_time, c_sql, c_statements, c_peak)]
+    rows.append(("raw catalog query", r_time, r_sql, r_statements, r_peak))
     if run_naive:
-        rows.append(("per-table introspection", "naive", n_time, n_statements, n_peak))
-    for what, key, took, statements, peak in rows:
+        rows.append(("per-table introspection", n_time, n_sql, n_statements, n_peak))
+    for what, took, in_sql, statements, peak in rows:
         print(
-            f"{what:24}{took * 1000:>8.0f}ms{SQL_SECONDS[key] * 1000:>8.0f}ms{statements:>12}"
+            f"{what:24}{took * 1000:>8.0f}ms{in_sql * 1000:>8.0f}ms{statements:>12}"
             f"{peak / 2**10:>12.0f}kB"
         )
     print(
