@@ -50,9 +50,6 @@ from .sql import qualified_name, quoting_by_our_rule, split_db_table, table_name
 
 logger = logging.getLogger(__name__)
 
-#: SQLSTATE ``lock_not_available``: a lock wait ran into ``lock_timeout``.
-LOCK_NOT_AVAILABLE = "55P03"
-
 # The run-time settings a build changes; their previous values are restored afterwards.
 _BUILD_SETTINGS = ("lock_timeout", "statement_timeout", "client_connection_check_interval")
 
@@ -90,11 +87,7 @@ class BuildOutcome(enum.Enum):
 
 
 def _is_lock_timeout(error: BaseException) -> bool:
-    cause = error.__cause__ or error
-    return LOCK_NOT_AVAILABLE in (
-        getattr(cause, "sqlstate", None),
-        getattr(cause, "pgcode", None),
-    )
+    return buildcontrol.sqlstate(error) == buildcontrol.LOCK_NOT_AVAILABLE
 
 
 def drop_index_sql(schema: str, name: str) -> str:
@@ -185,7 +178,7 @@ class _SafeBuild:
 
     def _failure_line(self, error: BaseException) -> str:
         cause = error.__cause__ or error
-        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        code = buildcontrol.sqlstate(error)
         what = {
             "40P01": "a deadlock was detected (the server cancelled the build)",
             "57014": "the statement was cancelled (statement_timeout, or a cancel request)",

@@ -108,6 +108,17 @@ def table_schema(connection: Any, table: str) -> str | None:
     return row[0] if row else None
 
 
+#: SQLSTATEs of a lock wait given up: ``lock_timeout`` ran out, or a deadlock was broken.
+LOCK_NOT_AVAILABLE, DEADLOCK_DETECTED = "55P03", "40P01"
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a database error (Django's, or the driver's it wraps), from
+    psycopg 3 (``sqlstate``) or psycopg2 (``pgcode``); ``None`` for another error."""
+    cause = error.__cause__ or error
+    return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+
+
 def retry_pause(config: Any, attempt: int) -> float:
     """Seconds to wait before try ``attempt + 1`` of a step that hit a lock wait.
 

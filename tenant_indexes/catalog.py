@@ -172,9 +172,9 @@ _SNAPSHOT_TABLES_SQL = f"""
 # For the index of a partitioned table only: its leaf partitions and how many of them have
 # a valid index attached under it (the server marks it valid when all of them do).
 PARTITION_COUNT_COLUMNS = (
-    "CASE WHEN i.relkind = 'I' THEN (SELECT count(*) FROM pg_partition_tree(ix.indrelid) p "
+    "CASE WHEN ix.relkind = 'I' THEN (SELECT count(*) FROM pg_partition_tree(ix.indrelid) p "
     "WHERE p.isleaf AND p.level > 0) END",
-    "CASE WHEN i.relkind = 'I' THEN (SELECT count(*) FROM pg_partition_tree(ix.indexrelid) p "
+    "CASE WHEN ix.relkind = 'I' THEN (SELECT count(*) FROM pg_partition_tree(ix.indexrelid) p "
     "JOIN pg_index cx ON cx.indexrelid = p.relid WHERE p.isleaf AND p.level > 0 "
     "AND cx.indisvalid) END",
 )

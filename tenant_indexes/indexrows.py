@@ -146,6 +146,11 @@ REQUESTED_TABLES_SQL = """
 # The progress view only shows other roles' builds to members of pg_read_all_stats. The
 # counters are the functions behind pg_stat_all_indexes, called directly: joining the view
 # re-joins pg_class, pg_index and pg_namespace for every index.
+# The indexes are found and sorted in the inner query (OFFSET 0 keeps the planner from
+# merging the two), and the definitions, key texts and counters are made in the outer one,
+# whose ORDER BY the inner order already satisfies: read through a server-side cursor, each
+# fetch then makes its own rows' definitions, instead of the first making all of them
+# before the sort (a statement_timeout bounds each fetch, as it does each statement).
 _INDEX_ROWS_SQL = """
     WITH building AS (
         SELECT DISTINCT ON (index_relid) index_relid, pid
@@ -153,7 +158,7 @@ _INDEX_ROWS_SQL = """
          WHERE index_relid IS NOT NULL AND index_relid <> 0
          ORDER BY index_relid, pid
     ){extra_ctes}
-    SELECT n.nspname, t.relname, i.relname,
+    SELECT ix.nspname, ix.table_name, ix.index_name,
            {columns},
            ix.indkey::text,
            ix.indnkeyatts,
@@ -165,42 +170,48 @@ _INDEX_ROWS_SQL = """
                             ORDER BY k.n) END,
            ix.indclass::text,
            ix.indcollation::text,
-           CASE WHEN am.amname <> 'btree'
+           CASE WHEN ix.amname <> 'btree'
                 THEN (SELECT json_object_agg(a.attnum, array_to_string(a.attoptions, ', '))
                         FROM pg_attribute a
                        WHERE a.attrelid = ix.indexrelid AND a.attoptions IS NOT NULL)::text END,
            pg_get_expr(ix.indexprs, ix.indrelid),
            pg_get_expr(ix.indpred, ix.indrelid),
-           ix.indisunique, ix.indisprimary, con.conname::text, am.amname::text,
+           ix.indisunique, ix.indisprimary, ix.conname, ix.amname,
            ix.indisvalid, ix.indisready, ix.indislive,
            pg_get_indexdef(ix.indexrelid),
-           CASE WHEN i.relkind = 'I' THEN (SELECT sum(c.relpages)::bigint
-                                              FROM pg_partition_tree(ix.indexrelid) p
-                                              JOIN pg_class c ON c.oid = p.relid)
-                ELSE i.relpages::bigint END * current_setting('block_size')::bigint,
-           CASE WHEN i.relkind = 'I' THEN (SELECT sum(pg_stat_get_numscans(p.relid))::bigint
-                                              FROM pg_partition_tree(ix.indexrelid) p)
+           CASE WHEN ix.relkind = 'I' THEN (SELECT sum(c.relpages)::bigint
+                                               FROM pg_partition_tree(ix.indexrelid) p
+                                               JOIN pg_class c ON c.oid = p.relid)
+                ELSE ix.relpages::bigint END * current_setting('block_size')::bigint,
+           CASE WHEN ix.relkind = 'I' THEN (SELECT sum(pg_stat_get_numscans(p.relid))::bigint
+                                               FROM pg_partition_tree(ix.indexrelid) p)
                 ELSE pg_stat_get_numscans(ix.indexrelid) END,
-           CASE WHEN i.relkind = 'I'
+           CASE WHEN ix.relkind = 'I'
                 THEN (SELECT sum(pg_stat_get_tuples_returned(p.relid))::bigint
                         FROM pg_partition_tree(ix.indexrelid) p)
                 ELSE pg_stat_get_tuples_returned(ix.indexrelid) END,
-           CASE WHEN i.relkind = 'I'
+           CASE WHEN ix.relkind = 'I'
                 THEN (SELECT sum(pg_stat_get_tuples_fetched(p.relid))::bigint
                         FROM pg_partition_tree(ix.indexrelid) p)
                 ELSE pg_stat_get_tuples_fetched(ix.indexrelid) END,
-           building.pid{extra_columns}
-      FROM pg_index ix
-      JOIN pg_class i ON i.oid = ix.indexrelid
-      JOIN pg_class t ON t.oid = ix.indrelid
-      JOIN pg_namespace n ON n.oid = t.relnamespace
-      JOIN pg_am am ON am.oid = i.relam
-      LEFT JOIN pg_constraint con
-             ON con.conindid = ix.indexrelid AND con.conrelid = ix.indrelid
-            AND con.contype IN ('p', 'u', 'x')
-      LEFT JOIN building ON building.index_relid = ix.indexrelid
-     WHERE {where}
-     ORDER BY n.nspname, t.relname, i.relname
+           (SELECT b.pid FROM building b WHERE b.index_relid = ix.indexrelid){extra_columns}
+      FROM (SELECT ix.indexrelid, ix.indrelid, ix.indkey, ix.indnkeyatts, ix.indoption,
+                   ix.indclass, ix.indcollation, ix.indexprs, ix.indpred, ix.indisunique,
+                   ix.indisprimary, ix.indisvalid, ix.indisready, ix.indislive, i.relkind,
+                   i.relpages, n.nspname, t.relname AS table_name, i.relname AS index_name,
+                   am.amname::text AS amname, con.conname::text AS conname
+              FROM pg_index ix
+              JOIN pg_class i ON i.oid = ix.indexrelid
+              JOIN pg_class t ON t.oid = ix.indrelid
+              JOIN pg_namespace n ON n.oid = t.relnamespace
+              JOIN pg_am am ON am.oid = i.relam
+              LEFT JOIN pg_constraint con
+                     ON con.conindid = ix.indexrelid AND con.conrelid = ix.indrelid
+                    AND con.contype IN ('p', 'u', 'x')
+             WHERE {where}
+             ORDER BY n.nspname, t.relname, i.relname
+            OFFSET 0) ix
+     ORDER BY ix.nspname, ix.table_name, ix.index_name
 """
 
 # The names of the key and INCLUDE columns, in order (NULL for an expression): unnest WITH
@@ -230,7 +241,9 @@ def index_rows_sql(
         where: the condition on ``ix`` (``pg_index``), ``i`` (the index's ``pg_class``) and
             ``t`` (the table's), e.g. :data:`INDEXES_OF_REQUESTED_TABLES`.
         extra_columns: SQL expressions selected after the common columns, in order; their
-            values go into the fields named by ``index_from_row(row, extra_fields)``.
+            values go into the fields named by ``index_from_row(row, extra_fields)``. They
+            see ``ix``: ``pg_index``'s ``indexrelid`` and ``indrelid``, and the index's
+            ``relkind``.
         requested: add the ``requested`` CTE of :data:`REQUESTED_TABLES_SQL` (its two
             parameters come first).
         column_names: read the column names on the server; ``False`` leaves them to

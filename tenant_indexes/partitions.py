@@ -129,13 +129,12 @@ _CASCADE_SQL = """
 
 _ATTACHED_ANYWHERE_SQL = "SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(%s)"
 
-_LOCK_NOT_AVAILABLE, _DEADLOCK_DETECTED = "55P03", "40P01"
-
 
 def _is_lock_conflict(error: BaseException) -> bool:
-    cause = error.__cause__ or error
-    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-    return code in (_LOCK_NOT_AVAILABLE, _DEADLOCK_DETECTED)
+    return buildcontrol.sqlstate(error) in (
+        buildcontrol.LOCK_NOT_AVAILABLE,
+        buildcontrol.DEADLOCK_DETECTED,
+    )
 
 
 def relkind(connection: Any, table: str, schema: str | None = None) -> str | None:

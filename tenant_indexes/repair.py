@@ -161,14 +161,8 @@ def action_for(report: IndexReport, scoped: bool = False, exists: bool = True) -
     model, index = declared
     # Only PostgreSQL aliases have index reports: catalog_snapshot() refuses the others.
     connection = cast("PostgreSQLWrapper", connections[report.database])
-    session = build_settings(get_config())
-    if connection.pg_version < 140000:  # no client_connection_check_interval before 14
-        session.pop("client_connection_check_interval", None)
     with connection.schema_editor(atomic=False) as editor:
-        # Setting names are fixed identifiers; values are quoted as SQL literals.
-        statements = [
-            f"SET {name} = {editor.quote_value(value)}" for name, value in session.items()
-        ]
+        statements = _session_sql(connection, editor)
         if partitions.is_partitioned(connection, report.table, report.schema):
             # Never CONCURRENTLY on the parent (PostgreSQL refuses it): the build's own plan,
             # ON ONLY, then each partition not yet attached concurrently (or adopted), attached.
@@ -328,6 +322,16 @@ def _declared_constraint(report: IndexReport | RepairAction) -> tuple[Any, Any] 
     return None
 
 
+def _session_sql(connection: Any, editor: Any) -> list[str]:
+    """The ``SET`` statements of the session a build runs with (:func:`build_settings`),
+    for the printed SQL of a repair."""
+    session = build_settings(get_config())
+    if connection.pg_version < 140000:  # no client_connection_check_interval before 14
+        session.pop("client_connection_check_interval", None)
+    # Setting names are fixed identifiers; values are quoted as SQL literals.
+    return [f"SET {name} = {editor.quote_value(value)}" for name, value in session.items()]
+
+
 def unique_constraint_action(
     report: IndexReport, base: _ActionSubject, exists: bool
 ) -> RepairAction | None:
@@ -348,12 +352,7 @@ def unique_constraint_action(
     model, constraint = declared
     connection = cast("PostgreSQLWrapper", connections[report.database])
     with connection.schema_editor(atomic=False) as editor:
-        statements = []
-        if report.status != IndexState.OK:
-            session = build_settings(get_config())
-            if connection.pg_version < 140000:
-                session.pop("client_connection_check_interval", None)
-            statements = [f"SET {k} = {editor.quote_value(v)}" for k, v in session.items()]
+        statements = _session_sql(connection, editor) if report.status != IndexState.OK else []
         if report.status == IndexState.INVALID:
             statements.append(drop_index_sql(report.schema, report.name))
         if report.status != IndexState.OK:

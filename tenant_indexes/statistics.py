@@ -143,9 +143,9 @@ def _index_usage_sql(recent: bool) -> str:
     return index_rows_sql(
         INDEXES_OF_REQUESTED_TABLES,
         extra_columns=(
-            "CASE WHEN i.relkind = 'I' THEN (SELECT sum(pg_relation_size(p.relid))::bigint "
+            "CASE WHEN ix.relkind = 'I' THEN (SELECT sum(pg_relation_size(p.relid))::bigint "
             "FROM pg_partition_tree(ix.indexrelid) p) ELSE pg_relation_size(ix.indexrelid) END",
-            f"CASE WHEN i.relkind = 'I' THEN (SELECT max({partition_scan}) "
+            f"CASE WHEN ix.relkind = 'I' THEN (SELECT max({partition_scan}) "
             f"FROM pg_partition_tree(ix.indexrelid) p) ELSE {last_scan} END",
         ),
         requested=True,
