@@ -14,6 +14,7 @@ that compares the two, so the check reports it (``tenant_indexes.E021``,
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Sequence
@@ -46,9 +47,11 @@ _TYPE_ALIASES = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def base_type(type_name: str) -> str:
     """``type_name`` without its modifier, in ``format_type()``'s spelling:
-    ``varchar(36)`` is ``character varying``, ``int8`` is ``bigint``."""
+    ``varchar(36)`` is ``character varying``, ``int8`` is ``bigint``. A database has few
+    distinct types; a check asks for each once per table."""
     bare = re.sub(r"\s*\([^)]*\)", "", type_name.strip().lower())
     return _TYPE_ALIASES.get(bare, bare)
 

@@ -38,21 +38,20 @@ class IndexReport:
             "table": self.table,
             "name": self.name,
             "columns": list(self.columns),
-            "status": self.status.value,
+            "status": self.status,  # a str enum: its value, to json as to ==
             "model": self.model,
             "app_label": self.app_label,
             "unique": self.unique,
             "method": self.method,
         }
-        if self.live is not None:
-            data.update(
-                valid=self.live.valid,
-                definition=self.live.definition,
-                size_bytes=self.live.size_bytes,
-                idx_scan=self.live.idx_scan,
-                idx_tup_read=self.live.idx_tup_read,
-                idx_tup_fetch=self.live.idx_tup_fetch,
-            )
+        live = self.live
+        if live is not None:
+            data["valid"] = live.valid
+            data["definition"] = live.definition
+            data["size_bytes"] = live.size_bytes
+            data["idx_scan"] = live.idx_scan
+            data["idx_tup_read"] = live.idx_tup_read
+            data["idx_tup_fetch"] = live.idx_tup_fetch
         return data
 
 
