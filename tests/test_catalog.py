@@ -169,3 +169,62 @@ def test_index_row__null_key_text_and_column_of_an_index_being_changed_are_kept(
     # Read without column names (the snapshot's way), a dropped or unknown attnum is None too.
     ix = index_from_row((*row[:3], None, *row[4:]), attribute_names=(None, "status"))
     assert ix.columns == (None, "status")
+
+
+_SHAPES_DDL = """
+    CREATE TABLE shapes (a int, gone int, c text, d int, body text);
+    ALTER TABLE shapes DROP COLUMN gone;
+    ALTER TABLE shapes ADD COLUMN e int;
+    CREATE INDEX shapes_a ON shapes (a);
+    CREATE INDEX shapes_c_d ON shapes (c COLLATE "C" DESC, d) INCLUDE (e);
+    CREATE INDEX shapes_expr ON shapes (e, lower(c), a NULLS FIRST);
+    CREATE INDEX shapes_sig100 ON shapes
+        USING gist (to_tsvector('simple', body) tsvector_ops (siglen = 100));
+    CREATE INDEX shapes_sig100_too ON shapes
+        USING gist (to_tsvector('simple', body) tsvector_ops (siglen = 100));
+    CREATE INDEX shapes_sig200 ON shapes
+        USING gist (to_tsvector('simple', body) tsvector_ops (siglen = 200));
+"""
+
+
+@pytest.mark.django_db
+def test_catalog_snapshot__column_names_from_the_tables_match_the_servers_lookup() -> None:
+    """The snapshot takes index column names from its tables' columns by attnum; across a
+    dropped column, an added one, expressions and INCLUDE they are the server's own."""
+    from tenant_indexes.indexrows import index_from_row, index_rows_sql
+
+    with connection.cursor() as cursor:
+        cursor.execute(_SHAPES_DDL)
+        cursor.execute(
+            index_rows_sql("ix.indrelid = 'shapes'::regclass"), []
+        )  # column names resolved on the server
+        by_server = {ix.name: ix for ix in map(index_from_row, cursor.fetchall())}
+    snapshot = catalog_snapshot("default", [(None, "shapes")])
+    by_snapshot = {ix.name: ix for ix in snapshot.indexes}
+    assert by_snapshot.keys() == by_server.keys() and len(by_server) == 6
+    for name, ix in by_snapshot.items():
+        assert (ix.columns, ix.include, ix.keys) == (
+            by_server[name].columns,
+            by_server[name].include,
+            by_server[name].keys,
+        ), name
+    assert by_snapshot["shapes_c_d"].columns == ("c", "d")
+    assert by_snapshot["shapes_c_d"].include == ("e",)
+    assert by_snapshot["shapes_expr"].columns == ("e", None, "a")
+
+
+@pytest.mark.django_db
+def test_catalog_snapshot__key_identities_tell_collation_order_and_opclass_options_apart() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(_SHAPES_DDL)
+        cursor.execute("CREATE INDEX shapes_c_plain ON shapes (c, d)")
+    snapshot = catalog_snapshot("default", [(None, "shapes")])
+    keys = {ix.name: ix.keys for ix in snapshot.indexes}
+    assert keys["shapes_sig100"] == keys["shapes_sig100_too"]
+    assert keys["shapes_sig100"] != keys["shapes_sig200"]
+    assert keys["shapes_sig100"][0][4] == "siglen=100"  # the operator class's options
+    # Same columns, another collation and order: not interchangeable keys.
+    assert keys["shapes_c_d"][0] != keys["shapes_c_plain"][0]
+    assert keys["shapes_c_d"][1] == keys["shapes_c_plain"][1]
+    expression = keys["shapes_expr"][1]
+    assert expression[0] == 0 and "lower" in expression[1]
