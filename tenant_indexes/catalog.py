@@ -264,7 +264,9 @@ def catalog_snapshot(
     The pass costs a constant number of statements (four outside a transaction, three
     inside one) whatever the number of tables, plus, only when ``definitions`` name
     existing indexes with a predicate or expressions, the few of
-    :func:`tenant_indexes.normalise.normalise_definitions`. It runs in a transaction (a
+    :func:`tenant_indexes.normalise.normalise_definitions`. The tables and indexes are read
+    through server-side cursors, :data:`ROWS_PER_FETCH` rows a fetch, each fetch bounded by
+    the ``statement_timeout``. It runs in a transaction (a
     savepoint when the caller already holds one) that is rolled back at the end, so the local
     ``statement_timeout`` and ``lock_timeout`` and the read-only mode vanish with it and the
     connection is left as it was found.

@@ -114,8 +114,8 @@ class CatalogIndex:
 
 # The requested tables, resolved the way the server would resolve the name: through the
 # search_path when no schema is given (to_regclass, identifiers quoted by quote_ident, never
-# by us); with a schema, by name in that schema, joined: to_regclass per table took longer
-# than the rest of the tables statement at 80,000 tables.
+# by us); with a schema, by name in that schema, joined: one to_regclass per table took
+# 0.6 s of the tables statement's 2 s at 80,000 tables.
 # Parameters: the schemas (NULL for the search_path) and the names, as two text arrays.
 REQUESTED_TABLES_SQL = """
     WITH asked AS (SELECT * FROM unnest(%s::text[], %s::text[]) AS r(schema, name))
