@@ -138,9 +138,13 @@ class CatalogSnapshot:
         return self._normalised_by_name.get((schema, name))
 
 
+# jit = off: a catalog read is what JIT is not for. Where the server has it (Debian's
+# PostgreSQL packages do), compiling the indexes statement's expressions took longer than
+# running it: 1.6 s to 1.9 s against 0.6 s to 0.9 s without, at 1,000 schemas on 15.
 _SNAPSHOT_SETTINGS_SQL = """
     SELECT set_config('statement_timeout', %s, true),
            set_config('lock_timeout', %s, true),
+           set_config('jit', 'off', true),
            current_setting('server_version'),
            current_setting('server_version_num')::int,
            current_schema(),
@@ -311,7 +315,7 @@ def catalog_snapshot(
                 cursor.execute("SET TRANSACTION READ ONLY")
             schemas = sorted({schema for schema in arrays[0] if schema is not None})
             cursor.execute(_SNAPSHOT_SETTINGS_SQL, [*check_timeouts(), schemas])
-            _, _, server_version, server_version_num, current_schema, missing_schemas = (
+            _, _, _, server_version, server_version_num, current_schema, missing_schemas = (
                 cursor.fetchone()
             )
             shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}

@@ -126,10 +126,12 @@ SELECT current_setting('server_version'),
 # Clears the statistics snapshot (with stats_fetch_consistency = cache a read inside a
 # longer transaction would otherwise see the counters of its first statistics access) and
 # bounds the statements that follow in the same transaction.
+# No JIT for catalog reads (see the snapshot's settings in catalog.py).
 _CLEAR_AND_BOUND_SQL = """
 SELECT pg_stat_clear_snapshot(),
        set_config('statement_timeout', %s, true),
-       set_config('lock_timeout', %s, true)
+       set_config('lock_timeout', %s, true),
+       set_config('jit', 'off', true)
 """
 
 # pg_relation_size() takes a share lock per relation: bounded by the lock timeout above.

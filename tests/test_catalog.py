@@ -86,16 +86,16 @@ def test_catalog_snapshot__query_count_constant_as_tables_grow() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_catalog_snapshot__read_only_timeouts_and_connection_state_restored() -> None:
-    before = (_setting("statement_timeout"), _setting("lock_timeout"))
+    before = (_setting("statement_timeout"), _setting("lock_timeout"), _setting("jit"))
     with CaptureQueriesContext(connection) as queries:
         catalog_snapshot("default", SEED)
     # Django 5.2 logs BEGIN/ROLLBACK, 4.2 does not.
     sql = [q["sql"] for q in queries if q["sql"] not in ("BEGIN", "ROLLBACK")]
     assert len(sql) == 4
     assert sql[0] == "SET TRANSACTION READ ONLY"
-    assert "statement_timeout" in sql[1] and "lock_timeout" in sql[1]
+    assert "statement_timeout" in sql[1] and "lock_timeout" in sql[1] and "'jit'" in sql[1]
     assert connection.get_autocommit() and not connection.in_atomic_block
-    assert (_setting("statement_timeout"), _setting("lock_timeout")) == before
+    assert (_setting("statement_timeout"), _setting("lock_timeout"), _setting("jit")) == before
     assert _setting("transaction_read_only") == "off"
 
 
