@@ -245,14 +245,16 @@ ROWS_PER_FETCH = 5000
 
 def _rows_in_batches(connection: Any, sql: str, params: Sequence[Any]) -> Iterator[Any]:
     """The rows of one statement, fetched :data:`ROWS_PER_FETCH` at a time through a
-    server-side cursor (Django's ``chunked_cursor()``, a plain one where
-    ``DISABLE_SERVER_SIDE_CURSORS`` is set), and turned into objects as they come.
+    server-side cursor (Django's ``chunked_cursor()``; a plain one where the alias sets
+    ``DISABLE_SERVER_SIDE_CURSORS``, as ``QuerySet.iterator()`` does), and turned into
+    objects as they come.
 
     Read whole, the driver would keep the result of every index of thousands of schemas in
     memory next to the objects made from it: more than the objects themselves. One
     statement still; the fetches are its rows, a round trip per batch.
     """
-    with connection.chunked_cursor() as cursor:
+    plain = connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+    with connection.cursor() if plain else connection.chunked_cursor() as cursor:
         cursor.execute(sql, params)
         while batch := cursor.fetchmany(ROWS_PER_FETCH):
             yield from batch
@@ -311,8 +313,10 @@ def catalog_snapshot(
         with transaction.atomic(using=using), connection.cursor() as cursor:
             if outermost:
                 # Only possible as the first statement of a transaction; inside a caller's
-                # transaction we issue nothing but SELECTs anyway.
-                cursor.execute("SET TRANSACTION READ ONLY")
+                # transaction we issue nothing but SELECTs anyway. REPEATABLE READ: the
+                # tables and indexes statements see one snapshot, so the column names taken
+                # from the first fit the indexes of the second.
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             schemas = sorted({schema for schema in arrays[0] if schema is not None})
             cursor.execute(_SNAPSHOT_SETTINGS_SQL, [*check_timeouts(), schemas])
             _, _, _, server_version, server_version_num, current_schema, missing_schemas = (

@@ -143,7 +143,8 @@ REQUESTED_TABLES_SQL = """
 # The key and INCLUDE columns are told apart by indnkeyatts in Python. The column names are
 # one sub-select per index (COLUMN_NAMES_SQL), or, for the snapshot, which reads every
 # column of the tables anyway, looked up in Python (index_from_row's attribute_names).
-# The progress view only shows other roles' builds to members of pg_read_all_stats. The
+# The progress view only shows other roles' builds to members of pg_read_all_stats; it is
+# read once (MATERIALIZED), not once per index by the sub-select that looks a build up. The
 # counters are the functions behind pg_stat_all_indexes, called directly: joining the view
 # re-joins pg_class, pg_index and pg_namespace for every index.
 # The indexes are found and sorted in the inner query (OFFSET 0 keeps the planner from
@@ -152,7 +153,7 @@ REQUESTED_TABLES_SQL = """
 # fetch then makes its own rows' definitions, instead of the first making all of them
 # before the sort (a statement_timeout bounds each fetch, as it does each statement).
 _INDEX_ROWS_SQL = """
-    WITH building AS (
+    WITH building AS MATERIALIZED (
         SELECT DISTINCT ON (index_relid) index_relid, pid
           FROM pg_stat_progress_create_index
          WHERE index_relid IS NOT NULL AND index_relid <> 0

@@ -51,6 +51,13 @@ _NOT_YET = (
 )
 
 
+_VALID_HERE = (
+    "-- tenant_indexes: index {index} on partitioned table {table} is valid in this database "
+    "already, so migrate adopts it here; the SQL is planned against each database's catalog "
+    "(repair_tenant_indexes --dry-run prints it for another)"
+)
+
+
 class _PartitionPlan(_PartitionedBuild):
     """A :class:`_PartitionedBuild` whose statements are collected in :attr:`statements`."""
 
@@ -129,6 +136,9 @@ class _PartitionPlan(_PartitionedBuild):
         if not valid or not self._one_more_valid(key):
             return []
         ancestors = self._ancestors(key)
+        # Count the completed sub-partition's index as one more valid child of each table
+        # above it that it completes in turn, as the server marks them: later attaches are
+        # planned with those counts.
         above = self._parent_of(key)
         while above is not None and self._one_more_valid(above):
             above = self._parent_of(above)
@@ -200,6 +210,12 @@ def collect_build(schema_editor: Any, model: Any, index: Any, schema: str) -> No
 
     timeout = schema_editor.quote_value(build_settings(get_config())["lock_timeout"])
     plan = partitioned_index_sql(schema_editor, model, index, schema)
+    if not plan:
+        # Planned against this database's catalog: here the index is built already.
+        schema_editor.collected_sql.append(_VALID_HERE.format(
+            index=index.name, table=qualified_name(schema, table_name(model._meta.db_table))
+        ))  # fmt: skip
+        return
     collect(schema_editor, [f"SET lock_timeout = {timeout}", *plan, "RESET lock_timeout"])
 
 

@@ -47,6 +47,8 @@ def covers(other: CatalogIndex, index: CatalogIndex) -> bool:
     mine, theirs = index.keys, other.keys
     if not mine or len(mine) > len(theirs) or theirs[: len(mine)] != mine:
         return False
+    if None in mine:  # a key of an index being changed: unknown, so it covers nothing
+        return False
     if len(mine) < len(theirs) and index.method != "btree":
         return False
     if index.unique and not (

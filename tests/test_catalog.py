@@ -92,11 +92,12 @@ def test_catalog_snapshot__read_only_timeouts_and_connection_state_restored() ->
     # Django 5.2 logs BEGIN/ROLLBACK, 4.2 does not.
     sql = [q["sql"] for q in queries if q["sql"] not in ("BEGIN", "ROLLBACK")]
     assert len(sql) == 4
-    assert sql[0] == "SET TRANSACTION READ ONLY"
+    assert sql[0] == "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
     assert "statement_timeout" in sql[1] and "lock_timeout" in sql[1] and "'jit'" in sql[1]
     assert connection.get_autocommit() and not connection.in_atomic_block
     assert (_setting("statement_timeout"), _setting("lock_timeout"), _setting("jit")) == before
     assert _setting("transaction_read_only") == "off"
+    assert _setting("transaction_isolation") == "read committed"
 
 
 @pytest.mark.django_db

@@ -217,6 +217,22 @@ def test_sqlmigrate__add_index_concurrently_on_a_partitioned_table_prints_the_pa
 
 
 @pytest.mark.django_db(transaction=True)
+def test_sqlmigrate__add_index_concurrently_where_the_index_is_valid_says_so_not_nothing() -> None:
+    """Planned against this database's catalog, the build of a valid index is empty: the
+    output says why instead of printing a bare SET/RESET pair."""
+    try:
+        _create("hash")
+        model = _model()
+        tenant = models.Index(fields=["tenant_id"], name=INDEX)
+        indexes = _apply(AddIndexConcurrently("Event", tenant), model, [])
+        printed = _sqlmigrate(AddIndexConcurrently("Event", tenant), model, indexes[:-1])
+        assert len(printed) == 1 and printed[0].startswith("-- tenant_indexes: index ")
+        assert "is valid in this database already" in printed[0]
+    finally:
+        _drop()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_sqlmigrate__remove_index_concurrently_on_a_partitioned_table_prints_a_bounded_drop() -> (
     None
 ):
