@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
+from .definitions import SharedDefinitions
 from .indexrows import (
     REQUESTED_TABLES_SQL,
+    SHARED_DEFINITION_SQL,
     CatalogIndex,
+    definition_key,
     index_from_row,
     index_rows_sql,
     intern,
@@ -163,7 +166,9 @@ _SNAPSHOT_TABLES_SQL = f"""
            c.relpages::bigint * current_setting('block_size')::bigint,
            CASE WHEN {_USER_SCHEMA} THEN pg_stat_get_numscans(c.oid) END,
            CASE WHEN {_USER_SCHEMA} THEN pg_stat_get_live_tuples(c.oid) END,
-           (SELECT json_agg(json_build_array(a.attnum, a.attname, format_type(a.atttypid, NULL))
+           quote_ident(n.nspname),
+           (SELECT json_agg(json_build_array(a.attnum, a.attname, format_type(a.atttypid, NULL),
+                                             a.attcollation)
                             ORDER BY a.attnum)::text
               FROM pg_attribute a
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -183,42 +188,65 @@ PARTITION_COUNT_COLUMNS = (
     "AND cx.indisvalid) END",
 )
 PARTITION_COUNT_FIELDS = ("partitions_total", "partitions_attached")
-# The indexes of the tables the tables statement found, by oid: the names are resolved once.
-# Their column names come from the tables statement's columns (see index_from_row).
-_SNAPSHOT_INDEXES_SQL = index_rows_sql(
-    "ix.indrelid = ANY(%s::oid[])", extra_columns=PARTITION_COUNT_COLUMNS, column_names=False
-)
+
+
+@functools.lru_cache(maxsize=8)
+def _snapshot_indexes_sql(server_version_num: int) -> str:
+    """The indexes of the tables the tables statement found, by oid: the names are resolved
+    once. Their column names come from the tables statement's columns (see index_from_row),
+    and the definitions of schema copies from one copy's (:mod:`tenant_indexes.definitions`):
+    each row ends with the partition counts, whether its definition is derived, and its oid.
+    """
+    return index_rows_sql(
+        "ix.indrelid = ANY(%s::oid[])",
+        extra_columns=(*PARTITION_COUNT_COLUMNS, SHARED_DEFINITION_SQL, "ix.indexrelid"),
+        column_names=False,
+        shared_definitions=True,
+        server_version_num=server_version_num,
+    )
 
 
 _COLUMNS = object()  # marks the column lists among the snapshot's shared tuples
 
 
 def _columns(text: str | None) -> tuple[Any, ...]:
-    """``(column, type)`` pairs and names by position of a JSON ``[attnum, name, type]`` list."""
+    """``(column, type)`` pairs and names by position of a JSON ``[attnum, name, type,
+    collation]`` list."""
     columns = json.loads(text or "[]")
     names: list[str | None] = [None] * (columns[-1][0] if columns else 0)
-    for attnum, name, _ in columns:
+    for attnum, name, *_ in columns:
         names[attnum - 1] = intern(name)
-    return tuple([(intern(name), kind) for _, name, kind in columns]), tuple(names)
+    return tuple([(intern(name), kind) for _, name, kind, _ in columns]), tuple(names)
 
 
 class _TableRow:
     """A row of the tables statement, read: the table is made once its indexes are read,
     since its ``idx_scan`` is theirs added up."""
 
-    __slots__ = ("column_types", "fields", "leaves", "names", "oid")
+    __slots__ = (
+        "column_types",
+        "columns_text",
+        "fields",
+        "leaves",
+        "names",
+        "oid",
+        "quoted_schema",
+    )
 
     def __init__(self, row: Sequence[Any], shared: dict[tuple[Any, ...], tuple[Any, ...]]):
-        # The table's oid, the fields in order, then the columns (JSON ``[attnum, name,
-        # type]``) and the partition leaves (``LEAVES_COLUMN_SQL``).
+        # The table's oid, the fields in order, the schema as quote_ident writes it, then the
+        # columns (JSON ``[attnum, name, type, collation]``) and the partition leaves
+        # (``LEAVES_COLUMN_SQL``).
         self.oid = row[0]
-        self.fields = tuple(row[1:-2])
-        self.leaves = row[-1]
+        self.fields = tuple(row[1:8])
+        self.quoted_schema = row[8]
+        self.columns_text = row[9]
+        self.leaves = row[10]
         # Every schema copy of a table has the same columns: read once per distinct text.
-        key = (_COLUMNS, row[-2])
+        key = (_COLUMNS, row[9])
         known = shared.get(key)
         if known is None:
-            known = shared[key] = _columns(row[-2])
+            known = shared[key] = _columns(row[9])
         #: The columns and types, and the column names by position (``attnum - 1``,
         #: ``None`` where a column was dropped), for the index rows.
         self.column_types, self.names = known
@@ -267,9 +295,11 @@ def catalog_snapshot(
 ) -> CatalogSnapshot:
     """Read the tables and indexes of one database alias in one read-only pass.
 
-    The pass costs a constant number of statements (four outside a transaction, three
-    inside one) whatever the number of tables, plus, only when ``definitions`` name
-    existing indexes with a predicate or expressions, the few of
+    The pass costs a constant number of statements (five outside a transaction, four
+    inside one) whatever the number of tables: the settings, the tables, the indexes and
+    the definitions that schema copies share (:mod:`tenant_indexes.definitions`; one more
+    if a copy was dropped or renamed meanwhile, none without any); plus, only when
+    ``definitions`` name existing indexes with a predicate or expressions, the few of
     :func:`tenant_indexes.normalise.normalise_definitions`. The tables and indexes are read
     through server-side cursors, :data:`ROWS_PER_FETCH` rows a fetch, each fetch bounded by
     the ``statement_timeout``. It runs in a transaction (a
@@ -328,18 +358,26 @@ def catalog_snapshot(
                 _TableRow(row, shared)
                 for row in _rows_in_batches(connection, _SNAPSHOT_TABLES_SQL, arrays)
             ]
-            names = {(t.fields[0], t.fields[1]): t.names for t in table_rows}
+            by_name = {(t.fields[0], t.fields[1]): t for t in table_rows}
             oids = list(dict.fromkeys(t.oid for t in table_rows))
             index_scans: dict[tuple[str, str], int] = {}
             indexes_read = []
-            for row in _rows_in_batches(connection, _SNAPSHOT_INDEXES_SQL, [oids]):
+            derived = SharedDefinitions()
+            indexes_sql = _snapshot_indexes_sql(int(server_version_num))
+            for row in _rows_in_batches(connection, indexes_sql, [oids]):
                 key = (row[0], row[1])
-                ix = index_from_row(row, PARTITION_COUNT_FIELDS, shared, names.get(key))
+                table = by_name[key]
+                ix = index_from_row(row[:-2], PARTITION_COUNT_FIELDS, shared, table.names)
+                if row[-2]:  # its definition is derived from a copy's
+                    derived.add(
+                        definition_key(row, table.columns_text), ix, row[-1], table.quoted_schema
+                    )
                 indexes_read.append(ix)
                 index_scans[key] = index_scans.get(key, 0) + (ix.idx_scan or 0)
+            derived.resolve(cursor)
             live_indexes = tuple(indexes_read)
             live_tables = tuple(t.table(index_scans.get(t.fields[:2])) for t in table_rows)
-            del shared, table_rows, names, indexes_read
+            del shared, table_rows, by_name, indexes_read, derived
             normalised = normalise_definitions(
                 connection, definition_requests(definitions, live_tables, live_indexes)
             )

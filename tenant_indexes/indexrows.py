@@ -179,7 +179,7 @@ _INDEX_ROWS_SQL = """
            pg_get_expr(ix.indpred, ix.indrelid),
            ix.indisunique, ix.indisprimary, ix.conname, ix.amname,
            ix.indisvalid, ix.indisready, ix.indislive,
-           pg_get_indexdef(ix.indexrelid),
+           {definition},
            CASE WHEN ix.relkind = 'I' THEN (SELECT sum(c.relpages)::bigint
                                                FROM pg_partition_tree(ix.indexrelid) p
                                                JOIN pg_class c ON c.oid = p.relid)
@@ -199,7 +199,8 @@ _INDEX_ROWS_SQL = """
       FROM (SELECT ix.indexrelid, ix.indrelid, ix.indkey, ix.indnkeyatts, ix.indoption,
                    ix.indclass, ix.indcollation, ix.indexprs, ix.indpred, ix.indisunique,
                    ix.indisprimary, ix.indisvalid, ix.indisready, ix.indislive, i.relkind,
-                   i.relpages, n.nspname, t.relname AS table_name, i.relname AS index_name,
+                   i.relpages, i.reloptions, {nulls_not_distinct} AS nulls_not_distinct,
+                   n.nspname, t.relname AS table_name, i.relname AS index_name,
                    am.amname::text AS amname, con.conname::text AS conname
               FROM pg_index ix
               JOIN pg_class i ON i.oid = ix.indexrelid
@@ -229,12 +230,25 @@ INDEXES_OF_REQUESTED_TABLES = "ix.indrelid IN (SELECT oid FROM requested)"
 _REQUESTED_CTE = f",\n    requested AS ({REQUESTED_TABLES_SQL})"
 
 
+#: True for an index whose definition (``pg_get_indexdef``) another index's gives, with
+#: only the schema changed, where both have the same name, table name, table columns and
+#: key pieces (:mod:`tenant_indexes.definitions`): an ordinary index without expressions,
+#: predicate, storage parameters or ``NULLS NOT DISTINCT``. Partitioned indexes are left out
+#: because whether their definition says ``ONLY`` depends on the table being a partition.
+SHARED_DEFINITION_SQL = (
+    "ix.relkind = 'i' AND ix.indexprs IS NULL AND ix.indpred IS NULL "
+    "AND ix.reloptions IS NULL AND NOT ix.nulls_not_distinct"
+)
+
+
 def index_rows_sql(
     where: str,
     *,
     extra_columns: Sequence[str] = (),
     requested: bool = False,
     column_names: bool = True,
+    shared_definitions: bool = False,
+    server_version_num: int = 0,
 ) -> str:
     """The one statement that reads indexes; :func:`index_from_row` reads its rows.
 
@@ -243,15 +257,29 @@ def index_rows_sql(
             ``t`` (the table's), e.g. :data:`INDEXES_OF_REQUESTED_TABLES`.
         extra_columns: SQL expressions selected after the common columns, in order; their
             values go into the fields named by ``index_from_row(row, extra_fields)``. They
-            see ``ix``: ``pg_index``'s ``indexrelid`` and ``indrelid``, and the index's
-            ``relkind``.
+            see ``ix``: ``pg_index``'s columns, and the index's ``relkind``, ``reloptions``
+            and ``nulls_not_distinct``.
         requested: add the ``requested`` CTE of :data:`REQUESTED_TABLES_SQL` (its two
             parameters come first).
         column_names: read the column names on the server; ``False`` leaves them to
             ``index_from_row(row, attribute_names=...)``, for a caller that has read the
             tables' columns already.
+        shared_definitions: leave the definition NULL where :data:`SHARED_DEFINITION_SQL`
+            holds, for a caller that asks the server for one copy's and derives the others
+            (:class:`tenant_indexes.definitions.SharedDefinitions`).
+        server_version_num: with ``shared_definitions``, the server's version:
+            ``indnullsnotdistinct`` exists from 15 on.
     """
+    definition = "pg_get_indexdef(ix.indexrelid)"
+    if shared_definitions:
+        definition = f"CASE WHEN {SHARED_DEFINITION_SQL} THEN NULL ELSE {definition} END"
     return _INDEX_ROWS_SQL.format(
+        definition=definition,
+        nulls_not_distinct=(
+            "ix.indnullsnotdistinct"
+            if shared_definitions and server_version_num >= 150000
+            else "false"
+        ),
         columns=COLUMN_NAMES_SQL if column_names else "NULL::text[]",
         extra_ctes=_REQUESTED_CTE if requested else "",
         extra_columns="".join(f",\n           {column}" for column in extra_columns),
@@ -391,6 +419,16 @@ def index_from_row(
         building_pid,
         **extras,
     )
+
+
+def definition_key(row: Sequence[Any], table_columns: Any) -> tuple[Any, ...]:
+    """What decides the definition of an index of :data:`SHARED_DEFINITION_SQL`'s kind but
+    for its schema (see :mod:`tenant_indexes.definitions`), from its :func:`index_rows_sql`
+    row: the table and index names, the key pieces (columns by number, key count, order
+    bits, operator classes, collations, options), uniqueness and method; and
+    ``table_columns``, something equal for tables whose columns have the same names, types
+    and collations."""
+    return (table_columns, row[1], row[2], *row[4:7], *row[8:11], row[13], row[16])
 
 
 def requested_arrays(tables: Iterable[tuple[str | None, str]]) -> list[list[Any]]:

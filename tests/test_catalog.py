@@ -79,9 +79,10 @@ def test_catalog_snapshot__query_count_constant_as_tables_grow() -> None:
         with CaptureQueriesContext(connection) as queries:
             snapshot = catalog_snapshot("default", tables)
         assert len(snapshot.tables) == n and len(snapshot.indexes) == n
-        # Inside the test's transaction: a savepoint around three SELECTs.
+        # Inside the test's transaction: a savepoint around four SELECTs (settings, tables,
+        # indexes, and the definitions of one index per shape).
         counts[n] = len([q for q in queries if not q["sql"].startswith(_SAVEPOINT_SQL)])
-    assert counts[1] == counts[10] == counts[60] == 3, counts
+    assert counts[1] == counts[10] == counts[60] == 4, counts
 
 
 @pytest.mark.django_db(transaction=True)
@@ -91,7 +92,7 @@ def test_catalog_snapshot__read_only_timeouts_and_connection_state_restored() ->
         catalog_snapshot("default", SEED)
     # Django 5.2 logs BEGIN/ROLLBACK, 4.2 does not.
     sql = [q["sql"] for q in queries if q["sql"] not in ("BEGIN", "ROLLBACK")]
-    assert len(sql) == 4
+    assert len(sql) == 5  # with the definitions of one index per shape, in the same snapshot
     assert sql[0] == "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
     assert "statement_timeout" in sql[1] and "lock_timeout" in sql[1] and "'jit'" in sql[1]
     assert connection.get_autocommit() and not connection.in_atomic_block
