@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import json
+import queue
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -284,8 +286,59 @@ def _rows_in_batches(connection: Any, sql: str, params: Sequence[Any]) -> Iterat
     plain = connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
     with connection.cursor() if plain else connection.chunked_cursor() as cursor:
         cursor.execute(sql, params)
-        while batch := cursor.fetchmany(ROWS_PER_FETCH):
-            yield from batch
+        if plain:  # the driver holds every row already: nothing to wait for
+            while batch := cursor.fetchmany(ROWS_PER_FETCH):
+                yield from batch
+        else:
+            batches = _fetched_ahead(cursor)
+            try:
+                for batch in batches:
+                    yield from batch
+            finally:
+                batches.close()  # its thread is done before the cursor closes
+
+
+def _fetched_ahead(cursor: Any) -> Iterator[Sequence[Any]]:
+    """The batches of a server-side cursor, each fetched while the caller works on the one
+    before.
+
+    A fetch is mostly waiting for the server to make the batch's rows (definitions,
+    counters), and the caller's work on a batch is Python's: on two cores they overlap. One
+    thread fetches, at most one batch ahead, and stops with the caller, also when the
+    caller stops early or fails; the connection is only used by that thread meanwhile (the
+    caller issues nothing while it reads), and a fetch's error is raised in the caller.
+    """
+    batches: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            while not stop.is_set():
+                batch = cursor.fetchmany(ROWS_PER_FETCH)
+                batches.put(batch)
+                if not batch:
+                    return
+        except BaseException as e:  # handed to the caller, raised there
+            batches.put(e)
+
+    thread = threading.Thread(target=fetch, name="tenant_indexes-fetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch = batches.get()
+            if isinstance(batch, BaseException):
+                raise batch
+            if not batch:
+                return
+            yield batch
+    finally:
+        stop.set()
+        while thread.is_alive():  # a fetch in flight ends (bounded by statement_timeout)
+            try:
+                batches.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 def catalog_snapshot(

@@ -230,3 +230,49 @@ def test_catalog_snapshot__key_identities_tell_collation_order_and_opclass_optio
     assert keys["shapes_c_d"][1] == keys["shapes_c_plain"][1]
     expression = keys["shapes_expr"][1]
     assert expression[0] == 0 and "lower" in expression[1]
+
+
+def _fetch_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == "tenant_indexes-fetch"]
+
+
+@pytest.mark.django_db
+def test_rows_in_batches__a_fetch_error_reaches_the_caller_and_no_thread_is_left() -> None:
+    from django.db import DataError
+
+    from tenant_indexes.catalog import ROWS_PER_FETCH, _rows_in_batches
+
+    # The error comes with the third fetch: the thread fetching ahead hands it over.
+    sql = "SELECT g, 1 / (g - %s) FROM generate_series(1, %s) AS g"
+    fail_at = 2 * ROWS_PER_FETCH + 10
+    read = []
+    with pytest.raises(DataError, match="division by zero"), transaction.atomic():
+        for row in _rows_in_batches(connection, sql, [fail_at, 3 * ROWS_PER_FETCH]):
+            read.append(row[0])
+    assert read == list(range(1, 2 * ROWS_PER_FETCH + 1))
+    assert _fetch_threads() == []
+    with connection.cursor() as cursor:  # the connection is usable
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.django_db
+def test_rows_in_batches__a_caller_that_stops_early_stops_the_fetching() -> None:
+    from tenant_indexes.catalog import ROWS_PER_FETCH, _rows_in_batches
+
+    with transaction.atomic():
+        rows = _rows_in_batches(
+            connection, "SELECT g FROM generate_series(1, %s) AS g", [10 * ROWS_PER_FETCH]
+        )
+        assert next(rows) == (1,)
+        rows.close()  # the caller gives up after one row, with fetches still to come
+        assert _fetch_threads() == []
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_cursors")
+            assert cursor.fetchone() == (0,)
+        # The rows of a whole read arrive in order.
+        sql = "SELECT g FROM generate_series(1, %s) AS g ORDER BY g"
+        whole = [row[0] for row in _rows_in_batches(connection, sql, [3 * ROWS_PER_FETCH + 7])]
+        assert whole == list(range(1, 3 * ROWS_PER_FETCH + 8))
