@@ -16,7 +16,7 @@ import functools
 import json
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -298,7 +298,7 @@ def _rows_in_batches(connection: Any, sql: str, params: Sequence[Any]) -> Iterat
                 batches.close()  # its thread is done before the cursor closes
 
 
-def _fetched_ahead(cursor: Any) -> Iterator[Sequence[Any]]:
+def _fetched_ahead(cursor: Any) -> Generator[Sequence[Any], None, None]:
     """The batches of a server-side cursor, each fetched while the caller works on the one
     before.
 
