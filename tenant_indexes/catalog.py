@@ -27,6 +27,7 @@ from .indexrows import (
     REQUESTED_TABLES_SQL,
     SHARED_DEFINITION_SQL,
     CatalogIndex,
+    array_literal,
     definition_key,
     index_from_row,
     index_rows_sql,
@@ -401,7 +402,7 @@ def catalog_snapshot(
                 # from the first fit the indexes of the second.
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             schemas = sorted({schema for schema in arrays[0] if schema is not None})
-            cursor.execute(_SNAPSHOT_SETTINGS_SQL, [*check_timeouts(), schemas])
+            cursor.execute(_SNAPSHOT_SETTINGS_SQL, [*check_timeouts(), array_literal(schemas)])
             _, _, _, server_version, server_version_num, current_schema, missing_schemas = (
                 cursor.fetchone()
             )
@@ -409,7 +410,9 @@ def catalog_snapshot(
             # A table asked for on the search_path and by its schema is two rows.
             table_rows = [
                 _TableRow(row, shared)
-                for row in _rows_in_batches(connection, _SNAPSHOT_TABLES_SQL, arrays)
+                for row in _rows_in_batches(
+                    connection, _SNAPSHOT_TABLES_SQL, [array_literal(a) for a in arrays]
+                )
             ]
             by_name = {(t.fields[0], t.fields[1]): t for t in table_rows}
             oids = list(dict.fromkeys(t.oid for t in table_rows))
@@ -417,7 +420,7 @@ def catalog_snapshot(
             indexes_read = []
             derived = SharedDefinitions()
             indexes_sql = _snapshot_indexes_sql(int(server_version_num))
-            for row in _rows_in_batches(connection, indexes_sql, [oids]):
+            for row in _rows_in_batches(connection, indexes_sql, [array_literal(oids)]):
                 key = (row[0], row[1])
                 table = by_name[key]
                 ix = index_from_row(row[:-2], PARTITION_COUNT_FIELDS, shared, table.names)

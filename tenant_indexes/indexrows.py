@@ -435,3 +435,20 @@ def requested_arrays(tables: Iterable[tuple[str | None, str]]) -> list[list[Any]
     """The two parameters of :data:`REQUESTED_TABLES_SQL`, each requested table once."""
     requested = list(dict.fromkeys(tables))
     return [[schema for schema, _ in requested], [name for _, name in requested]]
+
+
+def array_literal(values: Iterable[Any]) -> str:
+    """``values`` as one PostgreSQL array literal, for a ``%s::text[]`` (or ``::oid[]``)
+    parameter: each element double-quoted with ``"`` and ``\\`` escaped, ``None`` as
+    ``NULL``. The drivers adapt a list element by element in Python (psycopg 3 took 0.2 s
+    for the 48,000 names and oids of 2,000 schemas); one text is passed as it is."""
+    return (
+        "{"
+        + ",".join(
+            "NULL"
+            if value is None
+            else '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for value in values
+        )
+        + "}"
+    )

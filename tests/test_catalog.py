@@ -276,3 +276,17 @@ def test_rows_in_batches__a_caller_that_stops_early_stops_the_fetching() -> None
         sql = "SELECT g FROM generate_series(1, %s) AS g ORDER BY g"
         whole = [row[0] for row in _rows_in_batches(connection, sql, [3 * ROWS_PER_FETCH + 7])]
         assert whole == list(range(1, 3 * ROWS_PER_FETCH + 8))
+
+
+@pytest.mark.django_db
+def test_array_literal__the_server_reads_back_what_was_written() -> None:
+    from tenant_indexes.indexrows import array_literal
+
+    values = ["plain", 'a "quoted" one', "back\\slash", "{braces}", "a,b", " spaced ", "",
+              "NULL", None, "ümlaut", "'single'", '\\"', "x\ty"]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT %s::text[], %s::oid[], %s::text[]",
+            [array_literal(values), array_literal([1, 4294967295]), array_literal([])],
+        )
+        assert cursor.fetchone() == (values, [1, 4294967295], [])
