@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .indexrows import CatalogIndex
 
-# One index of each group: its definition and the quoted names that start it.
+# Indexes by oid: the definition and the quoted names that start it (one index of each
+# group, and the indexes of a group whose definition could not be derived).
 _REPRESENTATIVES_SQL = """
     SELECT x.oid, pg_get_indexdef(x.oid), i.relname, t.relname, quote_ident(i.relname),
            quote_ident(n.nspname), quote_ident(t.relname)
@@ -36,8 +37,6 @@ _REPRESENTATIVES_SQL = """
       JOIN pg_class t ON t.oid = ix.indrelid
       JOIN pg_namespace n ON n.oid = t.relnamespace
 """
-
-_DEFINITIONS_SQL = "SELECT x.oid, pg_get_indexdef(x.oid) FROM unnest(%s::oid[]) AS x(oid)"
 
 
 def _set_definition(index: CatalogIndex, definition: str | None) -> None:
@@ -93,8 +92,8 @@ class SharedDefinitions:
             for member, _, schema in members:
                 _set_definition(member, f"{head}{schema}{tail}{rest}")
         if leftover:
-            cursor.execute(_DEFINITIONS_SQL, [[oid for _, oid, _ in leftover]])
-            found = dict(cursor.fetchall())
+            cursor.execute(_REPRESENTATIVES_SQL, [[oid for _, oid, _ in leftover]])
+            found = {row[0]: row[1] for row in cursor.fetchall()}
             for member, oid, _ in leftover:
                 _set_definition(member, found.get(oid))
         self._groups.clear()
