@@ -162,6 +162,8 @@ _SNAPSHOT_SETTINGS_SQL = """
 # called for the requested tables only: joined, the view is aggregated over every table and
 # index of the database (it groups by table), whatever was requested. Its idx_scan is the
 # sum over the table's indexes, which the indexes statement reads anyway: added up in Python.
+# Each table's pg_class row is looked up by oid, as the indexes statement's are
+# (indexrows._PER_ROW_LOOKUPS): never a hash of the whole of pg_class.
 _USER_SCHEMA = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'"
 _SNAPSHOT_TABLES_SQL = f"""
     WITH requested AS ({REQUESTED_TABLES_SQL})
@@ -177,7 +179,9 @@ _SNAPSHOT_TABLES_SQL = f"""
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
            {LEAVES_COLUMN_SQL}
       FROM requested r
-      JOIN pg_class c ON c.oid = r.oid
+      CROSS JOIN LATERAL (SELECT c.oid, c.relname, c.relnamespace, c.relkind, c.reltuples,
+                                 c.relpages
+                            FROM pg_class c WHERE c.oid = r.oid OFFSET 0) c
       JOIN pg_namespace n ON n.oid = c.relnamespace
 """
 
@@ -187,8 +191,8 @@ PARTITION_COUNT_COLUMNS = (
     "CASE WHEN ix.relkind = 'I' THEN (SELECT count(*) FROM pg_partition_tree(ix.indrelid) p "
     "WHERE p.isleaf AND p.level > 0) END",
     "CASE WHEN ix.relkind = 'I' THEN (SELECT count(*) FROM pg_partition_tree(ix.indexrelid) p "
-    "JOIN pg_index cx ON cx.indexrelid = p.relid WHERE p.isleaf AND p.level > 0 "
-    "AND cx.indisvalid) END",
+    "WHERE p.isleaf AND p.level > 0 "
+    "AND (SELECT cx.indisvalid FROM pg_index cx WHERE cx.indexrelid = p.relid)) END",
 )
 PARTITION_COUNT_FIELDS = ("partitions_total", "partitions_attached")
 
@@ -206,6 +210,7 @@ def _snapshot_indexes_sql(server_version_num: int) -> str:
         column_names=False,
         shared_definitions=True,
         server_version_num=server_version_num,
+        per_row_lookups=True,
     )
 
 

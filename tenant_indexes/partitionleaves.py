@@ -32,7 +32,9 @@ class PartitionLeaf:
 
 
 # A column of the check's table query (``c``: the table's pg_class row): for a partitioned
-# table, its leaves as JSON text; NULL for any other table.
+# table, its leaves as JSON text; NULL for any other table. Each leaf's rows are looked up
+# by oid (the planner takes pg_partition_tree for a thousand rows, and joined, it hashed
+# the whole of pg_class and pg_namespace for every partitioned table).
 LEAVES_COLUMN_SQL = """
     CASE WHEN c.relkind = 'p' THEN (
         SELECT coalesce(json_agg(json_build_object('schema', ln.nspname, 'name', lc.relname,
@@ -44,8 +46,10 @@ LEAVES_COLUMN_SQL = """
                       WHERE lx.indrelid = t.relid AND lx.indisvalid AND lx.indpred IS NULL))
                  ORDER BY ln.nspname, lc.relname), '[]')::text
           FROM pg_partition_tree(c.oid) t
-          JOIN pg_class lc ON lc.oid = t.relid
-          JOIN pg_namespace ln ON ln.oid = lc.relnamespace
+          CROSS JOIN LATERAL (SELECT lc.relname, lc.relnamespace
+                                FROM pg_class lc WHERE lc.oid = t.relid OFFSET 0) lc
+          CROSS JOIN LATERAL (SELECT ln.nspname
+                                FROM pg_namespace ln WHERE ln.oid = lc.relnamespace OFFSET 0) ln
          WHERE t.isleaf AND t.level > 0)
     END"""
 

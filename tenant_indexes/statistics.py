@@ -151,6 +151,7 @@ def _index_usage_sql(recent: bool) -> str:
             f"FROM pg_partition_tree(ix.indexrelid) p) ELSE {last_scan} END",
         ),
         requested=True,
+        per_row_lookups=True,
     )
 
 
