@@ -64,14 +64,16 @@ def snapshot_for(alias: str, tables: Sequence[TenantTable]) -> CatalogSnapshot:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """No cyclic garbage collection while the check builds its objects.
 
     A check over thousands of schemas makes hundreds of thousands of rows, indexes,
     reports and findings that all stay alive until it returns; the collector would walk
     them again and again as they pile up, to free nothing. It runs as before once the
     check is done (and collects then whatever cyclic garbage the check left). Only in the
-    main thread: a command, not a web server's request.
+    main thread: a command, not a web server's request. The commands hold it over the
+    rendering too (writing the JSON document of 110,000 indexes took 0.7 s with the
+    collector running, 0.4 s without); nested, the outer one decides.
     """
     if threading.current_thread() is not threading.main_thread():
         # The health view's pass runs in a thread of a web server: the collector is the
@@ -111,7 +113,7 @@ def check_databases(
     """
     aliases = resolve_databases(databases, app_labels)
     producers = list(FINDING_PRODUCERS if producers is None else producers)
-    with _collector_paused():
+    with collector_paused():
         return _check(aliases, app_labels, producers)
 
 
@@ -177,6 +179,7 @@ __all__ = [
     "IndexState",
     "Level",
     "check_databases",
+    "collector_paused",
     "register_database_set_producer",
     "register_finding_producer",
     "snapshot_for",

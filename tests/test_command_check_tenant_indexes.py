@@ -205,3 +205,24 @@ def test_check__statement_count_does_not_grow_with_tables() -> None:
         large = check_databases(["default"])
     assert len(large.indexes) > len(small.indexes)
     assert len(few) == len(many)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("output", ["json", "text", "prometheus"])
+def test_check_command__the_cyclic_collector_is_paused_while_the_report_is_written(
+    output: str,
+) -> None:
+    import gc
+
+    class Recording(StringIO):
+        collector_ran: list[bool] = []
+
+        def write(self, text: str) -> int:
+            self.collector_ran.append(gc.isenabled())
+            return super().write(text)
+
+    out = Recording()
+    assert gc.isenabled()
+    call_command("check_tenant_indexes", "--format", output, stdout=out)
+    assert out.getvalue() and out.collector_ran and not any(out.collector_ran)
+    assert gc.isenabled()  # and it runs again once the command is done

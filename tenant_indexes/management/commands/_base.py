@@ -16,6 +16,7 @@ from django.db import DatabaseError
 from tenant_indexes.conf import get_config
 from tenant_indexes.exceptions import TenantIndexesError
 from tenant_indexes.findings import Level
+from tenant_indexes.health import collector_paused
 from tenant_indexes.reads import first_error_line
 from tenant_indexes.sessions import interruptible_statements
 
@@ -184,13 +185,16 @@ class ReportCommand(SignalExitMixin, ExitCodeArgumentsMixin, BaseCommand):
         raise NotImplementedError
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            report = self.collect(options)
-        except TenantIndexesError as e:
-            raise CommandError(str(e), returncode=2) from e
-        rendered = self.render(report, options["output"])
-        for part in (rendered,) if isinstance(rendered, str) else rendered:
-            self.stdout.write(part, ending="")
+        # The report's objects (hundreds of thousands at thousands of schemas) stay alive
+        # until it is written: the cyclic collector would only walk them again and again.
+        with collector_paused():
+            try:
+                report = self.collect(options)
+            except TenantIndexesError as e:
+                raise CommandError(str(e), returncode=2) from e
+            rendered = self.render(report, options["output"])
+            for part in (rendered,) if isinstance(rendered, str) else rendered:
+                self.stdout.write(part, ending="")
         # One verdict everywhere: without --fail-level the command fails where the health
         # view, the django-health-check backend and the system check do.
         fail_level = options["fail_level"] or get_config()["HEALTH_FAIL_LEVEL"]
