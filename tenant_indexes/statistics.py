@@ -168,22 +168,25 @@ SELECT n.nspname, c.relname,
        coalesce(t.table_bytes, 0),
        coalesce(t.total_bytes, 0),
        CASE WHEN c.relkind = 'p' THEN coalesce(t.reltuples, 0) ELSE c.reltuples::float8 END
-  FROM pg_class c
+  FROM (SELECT DISTINCT oid FROM requested) r
+  CROSS JOIN LATERAL (SELECT c.oid, c.relname, c.relnamespace, c.relkind, c.reltuples
+                        FROM pg_class c WHERE c.oid = r.oid OFFSET 0) c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN LATERAL (
-      SELECT sum(s.seq_scan)::bigint AS seq_scan, sum(s.seq_tup_read)::bigint AS seq_tup_read,
-             sum(s.idx_scan)::bigint AS idx_scan, sum(s.n_live_tup)::bigint AS n_live_tup,
+      SELECT sum(pg_stat_get_numscans(p.relid))::bigint AS seq_scan,
+             sum(pg_stat_get_tuples_returned(p.relid))::bigint AS seq_tup_read,
+             sum((SELECT sum(pg_stat_get_numscans(i.indexrelid))
+                    FROM pg_index i WHERE i.indrelid = p.relid))::bigint AS idx_scan,
+             sum(pg_stat_get_live_tuples(p.relid))::bigint AS n_live_tup,
              max({{last_seq_scan}}) AS last_seq_scan,
              sum(pg_relation_size(p.relid))::bigint AS table_bytes,
              sum(pg_total_relation_size(p.relid))::bigint AS total_bytes,
-             sum(greatest(pc.reltuples, 0))::float8 AS reltuples
+             sum(greatest((SELECT pc.reltuples FROM pg_class pc WHERE pc.oid = p.relid),
+                          0))::float8 AS reltuples
         FROM (SELECT relid FROM pg_partition_tree(c.oid) WHERE c.relkind = 'p' AND isleaf
               UNION ALL
               SELECT c.oid WHERE c.relkind <> 'p') p
-        JOIN pg_class pc ON pc.oid = p.relid
-        LEFT JOIN pg_stat_all_tables s ON s.relid = p.relid
   ) t ON true
- WHERE c.oid IN (SELECT oid FROM requested)
  ORDER BY n.nspname, c.relname
 """
 
@@ -227,7 +230,7 @@ def usage_snapshot(using: str, tables: Sequence[tuple[str | None, str]]) -> Usag
         indexes = tuple(index_from_row(row, _INDEX_USAGE_FIELDS) for row in cursor.fetchall())
         cursor.execute(
             _TABLE_USAGE_SQL.format(
-                last_seq_scan="s.last_seq_scan" if recent else "NULL::timestamptz"
+                last_seq_scan="pg_stat_get_lastscan(p.relid)" if recent else "NULL::timestamptz"
             ),
             arrays,
         )

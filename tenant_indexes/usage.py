@@ -168,13 +168,12 @@ def collect_usage(
         except DatabaseError as e:
             reports.append(replace(unreadable, error=f"database {alias!r}: {first_error_line(e)}"))
             continue
-        for live in snapshot.tables:
-            for t in tables:
-                if t.table == live.table and t.schema in (None, live.schema):
-                    tenant_columns[(live.schema, live.table)] = t.tenant_column
-                    declared_names.setdefault((live.schema, live.table), set()).update(
-                        ix.name for ix in t.indexes
-                    )
+        for live, declared in _declared_tables_of(tables, snapshot):
+            for t in declared:
+                tenant_columns[(live.schema, live.table)] = t.tenant_column
+                declared_names.setdefault((live.schema, live.table), set()).update(
+                    ix.name for ix in t.indexes
+                )
         snapshots.append(snapshot)
         reports.append(
             DatabaseReport(
@@ -240,17 +239,29 @@ def judge_usage(
     return _judged_over_history(index_stats, snapshots, thresholds), table_stats, ages
 
 
+def _declared_tables_of(
+    tables: Sequence[TenantTable], snapshot: UsageSnapshot
+) -> list[tuple[Any, list[TenantTable]]]:
+    """Each live table of ``snapshot`` with the declared tables it is, in declaration
+    order: those of its schema and name, and those of its name asked for on the
+    search_path (schema ``None``). Looked up by name: at 80,000 tables, comparing every
+    declared table with every live one was 6.4 billion comparisons."""
+    by_name: dict[tuple[str | None, str], list[tuple[int, TenantTable]]] = {}
+    for position, t in enumerate(tables):
+        by_name.setdefault((t.schema, t.table), []).append((position, t))
+    found = []
+    for live in snapshot.tables:
+        matches = by_name.get((None, live.table), []) + by_name.get((live.schema, live.table), [])
+        found.append((live, [t for _, t in sorted(matches, key=lambda match: match[0])]))
+    return found
+
+
 def _missing_tables(
     alias: str, tables: Sequence[TenantTable], snapshot: UsageSnapshot
 ) -> list[Finding]:
     """E005 for each tenant table the snapshot did not find, as the check reports it."""
-    missing = [
-        t
-        for t in tables
-        if not any(
-            t.table == live.table and t.schema in (None, live.schema) for live in snapshot.tables
-        )
-    ]
+    found = {id(t) for _, declared in _declared_tables_of(tables, snapshot) for t in declared}
+    missing = [t for t in tables if id(t) not in found]
     if not missing:
         return []
     current: str | None = None
