@@ -306,11 +306,10 @@ def test_usage_statements__look_catalog_rows_up_by_key_never_scan_them_whole() -
             array_literal(a)
             for a in requested_arrays([("ti_usage_plans", f"t{i}") for i in range(1, 301)])
         ]
+        recent = connection.pg_version >= 160000  # pg_stat_get_lastscan() exists from 16 on
+        last_seq_scan = "pg_stat_get_lastscan(p.relid)" if recent else "NULL::timestamptz"
         plans = []
-        for sql in (
-            _TABLE_USAGE_SQL.format(last_seq_scan="pg_stat_get_lastscan(p.relid)"),
-            _index_usage_sql(True),
-        ):
+        for sql in (_TABLE_USAGE_SQL.format(last_seq_scan=last_seq_scan), _index_usage_sql(recent)):
             cursor.execute("EXPLAIN (COSTS OFF) " + sql, arrays)
             plans.append("\n".join(row[0] for row in cursor.fetchall()))
     # pg_index ix drives the index statement (a scan of it is the planner's right choice
