@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from django.db import connection, connections, transaction
 from django.test import override_settings
@@ -302,33 +300,17 @@ def test_snapshot_statements__look_catalog_rows_up_by_key_never_scan_them_whole(
     both once many tables are asked for)."""
     from tenant_indexes.catalog import _SNAPSHOT_TABLES_SQL, _snapshot_indexes_sql
     from tenant_indexes.indexrows import array_literal, requested_arrays
+    from tests.support.plans import many_small_tables, plan, whole_catalog_scans
 
     with connection.cursor() as cursor:
-        cursor.execute("CREATE SCHEMA ti_plans")
-        for i in range(1, 301):
-            cursor.execute(
-                f"CREATE TABLE ti_plans.t{i} (id int PRIMARY KEY, tenant_id int, "
-                "UNIQUE (tenant_id, id))"
-            )
-        cursor.execute("ANALYZE pg_class, pg_index, pg_constraint, pg_namespace")
-        arrays = requested_arrays([("ti_plans", f"t{i}") for i in range(1, 301)])
+        arrays = requested_arrays(many_small_tables(cursor, "ti_plans"))
         cursor.execute(
             "SELECT array_agg(c.oid) FROM pg_class c "
             "WHERE c.relnamespace = 'ti_plans'::regnamespace AND c.relkind = 'r'"
         )
         (oids,) = cursor.fetchone()
-        plans = {}
-        for what, sql, params in (
-            ("tables", _SNAPSHOT_TABLES_SQL, [array_literal(a) for a in arrays]),
-            ("indexes", _snapshot_indexes_sql(connection.pg_version), [array_literal(oids)]),
-        ):
-            cursor.execute("EXPLAIN (COSTS OFF) " + sql, params)
-            plans[what] = "\n".join(row[0] for row in cursor.fetchall())
-    # pg_index ix is what the indexes statement reads from (a scan of it, when most of a
-    # small test database is asked for, is the planner's right choice); pg_am and, in a
-    # test database, pg_namespace are a page or two, where a scan is the cheapest lookup.
-    # Every other catalog is only looked up, in the sub-selects run per table, per index
-    # and per partition too.
-    scans = re.findall(r"Seq Scan on (pg_\w+) (\w+)", plans["tables"] + plans["indexes"])
-    small = ("pg_am", "pg_namespace")
-    assert [s for s in scans if s != ("pg_index", "ix_1") and s[0] not in small] == [], scans
+        plans = [
+            plan(cursor, _SNAPSHOT_TABLES_SQL, [array_literal(a) for a in arrays]),
+            plan(cursor, _snapshot_indexes_sql(connection.pg_version), [array_literal(oids)]),
+        ]
+    assert whole_catalog_scans("\n".join(plans)) == []

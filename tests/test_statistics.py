@@ -289,32 +289,18 @@ def test_usage_statements__look_catalog_rows_up_by_key_never_scan_them_whole() -
     only, per table and per index: their cost follows the tables asked for, not the
     database's size. (The table usage once joined pg_stat_all_tables, which aggregates
     every table of the database; with 100 of 10,000 schemas it ran past the 5 s timeout.)"""
-    import re
-
     from tenant_indexes.indexrows import array_literal, requested_arrays
     from tenant_indexes.statistics import _TABLE_USAGE_SQL, _index_usage_sql
+    from tests.support.plans import many_small_tables, plan, whole_catalog_scans
 
     with connection.cursor() as cursor:
-        cursor.execute("CREATE SCHEMA ti_usage_plans")
-        for i in range(1, 301):
-            cursor.execute(
-                f"CREATE TABLE ti_usage_plans.t{i} (id int PRIMARY KEY, tenant_id int, "
-                "UNIQUE (tenant_id, id))"
-            )
-        cursor.execute("ANALYZE pg_class, pg_index, pg_constraint, pg_namespace")
         arrays = [
-            array_literal(a)
-            for a in requested_arrays([("ti_usage_plans", f"t{i}") for i in range(1, 301)])
+            array_literal(a) for a in requested_arrays(many_small_tables(cursor, "ti_usage_plans"))
         ]
         recent = connection.pg_version >= 160000  # pg_stat_get_lastscan() exists from 16 on
         last_seq_scan = "pg_stat_get_lastscan(p.relid)" if recent else "NULL::timestamptz"
-        plans = []
-        for sql in (_TABLE_USAGE_SQL.format(last_seq_scan=last_seq_scan), _index_usage_sql(recent)):
-            cursor.execute("EXPLAIN (COSTS OFF) " + sql, arrays)
-            plans.append("\n".join(row[0] for row in cursor.fetchall()))
-    # pg_index ix drives the index statement (a scan of it is the planner's right choice
-    # when most of a small test database is asked for); pg_am and pg_namespace are a page
-    # or two here.
-    scans = re.findall(r"Seq Scan on (pg_\w+) (\w+)", "\n".join(plans))
-    small = ("pg_am", "pg_namespace")
-    assert [s for s in scans if s != ("pg_index", "ix_1") and s[0] not in small] == [], scans
+        plans = [
+            plan(cursor, _TABLE_USAGE_SQL.format(last_seq_scan=last_seq_scan), arrays),
+            plan(cursor, _index_usage_sql(recent), arrays),
+        ]
+    assert whole_catalog_scans("\n".join(plans)) == []
